@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from callbridge.media import Clock, SystemClock, VirtualClock
+
+
+async def test_virtual_clock_orders_sleepers() -> None:
+    clock = VirtualClock(start=10.0, wall_start=1000.0)
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, delay: float) -> None:
+        await clock.sleep(delay)
+        woke.append((name, clock.monotonic()))
+
+    tasks = [asyncio.create_task(sleeper(n, d)) for n, d in [("b", 0.2), ("a", 0.1), ("c", 5)]]
+    await clock.advance(1.0)
+    assert woke == [("a", pytest.approx(10.1)), ("b", pytest.approx(10.2))]
+    assert clock.pending == 1
+    assert clock.next_deadline() == pytest.approx(15.0)
+    assert clock.time() == pytest.approx(1001.0)
+    await clock.advance(4.0)
+    await asyncio.gather(*tasks)
+    assert woke[-1] == ("c", pytest.approx(15.0))
+    assert clock.next_deadline() is None
+
+
+async def test_virtual_clock_past_deadline_and_errors() -> None:
+    clock = VirtualClock()
+    await clock.sleep_until(clock.monotonic() - 1)
+    with pytest.raises(ValueError):
+        await clock.advance(-1)
+    with pytest.raises(TypeError):
+        await clock.run_until(True, limit=1)
+    with pytest.raises(TimeoutError):
+        await clock.run_until(lambda: False, limit=0.1)
+
+
+async def test_virtual_clock_cancelled_sleeper_and_run_until() -> None:
+    clock = VirtualClock()
+    task = asyncio.create_task(clock.sleep(1))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert clock.next_deadline() is None
+    hits: list[float] = []
+
+    async def pacer() -> None:
+        t0 = clock.monotonic()
+        for n in range(1, 6):
+            await clock.sleep_until(t0 + n * 0.02)
+            hits.append(clock.monotonic() - t0)
+
+    p = asyncio.create_task(pacer())
+    await clock.run_until(lambda: len(hits) == 5, limit=1.0)
+    await p
+    assert hits == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.10])
+
+
+async def test_system_clock() -> None:
+    clock: Clock = SystemClock()
+    t0 = clock.monotonic()
+    await clock.sleep(0.001)
+    await clock.sleep(-1)
+    await clock.sleep_until(clock.monotonic() + 0.001)
+    assert clock.monotonic() >= t0 + 0.002
+    assert clock.time() > 1_600_000_000
