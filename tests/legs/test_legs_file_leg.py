@@ -80,7 +80,8 @@ async def test_incoming_leg_rings_then_streams_file_and_records(tmp_path: Path) 
 async def test_scheduled_dtmf_and_remote_hangup() -> None:
     clock = VirtualClock()
     leg = FileLeg(
-        "l2", clock,
+        "l2",
+        clock,
         dtmf=[ScheduledDigit(0.30, "5", 80), ScheduledDigit(0.10, "*", 100)],
         hangup_after=0.5,
     )
@@ -114,7 +115,11 @@ async def test_outgoing_leg_answers_after_delay() -> None:
     assert leg.state is LegState.RINGING
     await clock.advance(0.02)
     assert leg.state is LegState.ANSWERED
-    assert [s for s, _ in listener.states] == [LegState.DIALING, LegState.RINGING, LegState.ANSWERED]
+    assert [s for s, _ in listener.states] == [
+        LegState.DIALING,
+        LegState.RINGING,
+        LegState.ANSWERED,
+    ]
     await leg.hangup(HangupReason.BUSY)
     assert leg.end == LegEnd(HangupReason.BUSY, HangupBy.LOCAL)
 

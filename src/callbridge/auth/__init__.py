@@ -1,1 +1,1 @@
-"""callbridge.auth."""
+"""callbridge.auth: workspaces, access keys and authentication of API credentials."""

@@ -39,8 +39,13 @@ class CallStatus(enum.StrEnum):
 
 CALL_TRANSITIONS: dict[CallStatus, frozenset[CallStatus]] = {
     CallStatus.DIALING: frozenset(
-        {CallStatus.RINGING, CallStatus.PROGRESSING, CallStatus.CANCELING,
-         CallStatus.TERMINATING, CallStatus.HANGUP}
+        {
+            CallStatus.RINGING,
+            CallStatus.PROGRESSING,
+            CallStatus.CANCELING,
+            CallStatus.TERMINATING,
+            CallStatus.HANGUP,
+        }
     ),
     CallStatus.RINGING: frozenset(
         {CallStatus.PROGRESSING, CallStatus.CANCELING, CallStatus.TERMINATING, CallStatus.HANGUP}
@@ -90,7 +95,7 @@ class Direction(enum.StrEnum):
 
 @dataclass(slots=True)
 class Address:
-    """A call party (platform API spec §5): ``type`` is ``tel``, ``extension``, ``sip``, ``file`` …"""
+    """A call party (platform API spec §5); ``type`` is ``tel``, ``extension``, ``sip``, …"""
 
     type: str
     target: str = ""

@@ -48,7 +48,9 @@ class Action:
         type_ = data.get("type")
         if not isinstance(type_, str) or not type_:
             raise ActionError("an action needs a non-empty string 'type'")
-        option = data.get("option") or {}
+        option = data.get("option")
+        if option is None:
+            option = {}
         if not isinstance(option, dict):
             raise ActionError(f"action {type_!r}: 'option' must be an object")
         try:

@@ -163,5 +163,7 @@ class Leg(abc.ABC):
         """End the leg from our side (``hangup_by`` local). Idempotent."""
 
     @abc.abstractmethod
-    async def send_dtmf(self, digits: str, *, duration_ms: int = 100, interval_ms: int = 100) -> None:
+    async def send_dtmf(
+        self, digits: str, *, duration_ms: int = 100, interval_ms: int = 100
+    ) -> None:
         """Send key presses to the party; returns when they have been sent."""

@@ -16,9 +16,10 @@ The leg owns its 20 ms clock (:class:`~callbridge.legs.pacer.Pacer`) from answer
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from callbridge.calls.model import HangupBy, HangupReason
 from callbridge.legs.base import DtmfEvent, Leg, LegEnd, LegState, validate_dtmf
@@ -114,7 +115,9 @@ class FileLeg(Leg):
     async def hangup(self, reason: HangupReason = HangupReason.NORMAL) -> None:
         await self._finish(LegEnd(reason, HangupBy.LOCAL))
 
-    async def send_dtmf(self, digits: str, *, duration_ms: int = 100, interval_ms: int = 100) -> None:
+    async def send_dtmf(
+        self, digits: str, *, duration_ms: int = 100, interval_ms: int = 100
+    ) -> None:
         for digit in validate_dtmf(digits):
             if self._state is LegState.ENDED:
                 return
@@ -122,8 +125,8 @@ class FileLeg(Leg):
             await self._clock.sleep((duration_ms + interval_ms) / 1000)
 
     # -- internals ----------------------------------------------------------------------------
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -178,8 +181,7 @@ class FileLeg(Leg):
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        if self._state is not LegState.ENDED:
-            self._set_state(LegState.ENDED, end)
+        self._set_state(LegState.ENDED, end)
 
     @property
     def recorded_seconds(self) -> float:

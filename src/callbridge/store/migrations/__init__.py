@@ -1,0 +1,1 @@
+"""Alembic environment of the store, applied programmatically by ``Store.open``."""
