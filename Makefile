@@ -23,6 +23,7 @@ serve: $(STAMP)
 
 services:
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-test-packages.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,0 +1,156 @@
+"""The composition root: one :class:`Platform` owns every long-lived service of the process.
+
+Lifecycle::
+
+    platform = Platform(settings)
+    await platform.start()          # data dir, store (migrated), bootstrap, bus
+    ...                             # serve HTTP/SIP; routes reach services through `platform`
+    await platform.stop(grace)      # = drain(grace) then close()
+
+``drain`` ends live work (calls) within the grace period while the store and the bus still
+work, so hangups can be recorded and published; ``close`` then releases the bus and the store.
+The HTTP server calls ``drain`` concurrently with its own connection draining and ``close``
+after both, so a shutdown takes at most about ``grace`` seconds overall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from callbridge.auth.service import BootstrapResult, bootstrap
+from callbridge.bus.inprocess import InProcessBus
+from callbridge.calls.service import CallService
+from callbridge.config import Settings
+from callbridge.media.clock import Clock, SystemClock
+from callbridge.observability.logging import get_logger
+from callbridge.store import Store
+
+log = get_logger(__name__)
+
+
+class PlatformStartError(Exception):
+    """The platform cannot start for a reason the operator fixes in the configuration.
+
+    The message starts with the subject: ``data dir: …`` or ``bootstrap_access_key: …``.
+    (An unreachable or unmigratable database raises ``StoreError`` instead.)
+    """
+
+
+class Platform:
+    """Every service of one callbridge process, started and stopped together.
+
+    Attributes (valid after :meth:`start`): ``settings``, ``clock``, ``store``, ``bus``,
+    ``calls`` (the :class:`~callbridge.calls.service.CallService`) and ``bootstrap_result``
+    (the first workspace and, when it was just created, its plaintext access key; ``None``
+    when nothing needed bootstrapping).
+    """
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._store: Store | None = None
+        self._bus: InProcessBus | None = None
+        self.bootstrap_result: BootstrapResult | None = None
+        # Created by start(); drain() ends live calls through it before the store and bus close.
+        self._calls: CallService | None = None
+        self._started = False
+        self._closed = False
+
+    @property
+    def store(self) -> Store:
+        """The open store. Raises ``RuntimeError`` before :meth:`start` or after :meth:`close`."""
+        if self._store is None:
+            raise RuntimeError("Platform.store used before start() or after close()")
+        return self._store
+
+    @property
+    def bus(self) -> InProcessBus:
+        """The running event bus. Raises ``RuntimeError`` outside start()…close()."""
+        if self._bus is None:
+            raise RuntimeError("Platform.bus used before start() or after close()")
+        return self._bus
+
+    @property
+    def calls(self) -> CallService:
+        """The call service. Raises ``RuntimeError`` outside start()…close()."""
+        if self._calls is None:
+            raise RuntimeError("Platform.calls used before start() or after close()")
+        return self._calls
+
+    async def start(self) -> None:
+        """Create the data directory, open and migrate the store, bootstrap, start the bus.
+
+        Raises :class:`PlatformStartError` when the data directory or the preset key is unusable
+        and
+        ``callbridge.store.StoreError`` when the database is unreachable or cannot be
+        migrated; whatever was opened is closed again before the error propagates.
+        """
+        if self._started:
+            raise RuntimeError("Platform.start() called twice")
+        self._started = True
+        data_dir = self.settings.data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise PlatformStartError(
+                f"data dir: cannot create {str(data_dir)!r}: {reason}"
+            ) from None
+        try:
+            self._store = await Store.open(self.settings.database, migrate=True)
+            preset = self.settings.bootstrap_access_key
+            try:
+                self.bootstrap_result = await bootstrap(
+                    self._store, preset.get_secret_value() if preset is not None else None
+                )
+            except ValueError as exc:  # malformed preset key; the message never repeats it
+                raise PlatformStartError(f"bootstrap_access_key: {exc}") from None
+            bus = InProcessBus()
+            await bus.start()
+            self._bus = bus
+            self._calls = CallService(
+                self._store,
+                bus,
+                self.clock,
+                max_lead_seconds=self.settings.playout_max_lead_seconds,
+            )
+        except BaseException:
+            await self.close()
+            raise
+        log.info("platform started", data_dir=str(data_dir))
+
+    async def drain(self, grace_seconds: float) -> None:
+        """End live calls within ``grace_seconds`` (the call service enforces its deadline;
+        this bounds it once more with a small margin so shutdown cannot hang)."""
+        if self._calls is None:
+            return
+        try:
+            async with asyncio.timeout(grace_seconds + 1.0):
+                await self._calls.shutdown(grace_seconds)
+        except TimeoutError:
+            log.warning("calls did not end within the grace period", grace_seconds=grace_seconds)
+
+    async def close(self) -> None:
+        """Close the bus and the store. Idempotent; safe after a failed :meth:`start`."""
+        if self._closed:
+            return
+        self._closed = True
+        bus, self._bus = self._bus, None
+        store, self._store = self._store, None
+        self._calls = None
+        if bus is not None:
+            await bus.close()
+        if store is not None:
+            await store.close()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Drain (calls get ``grace_seconds`` to end), then close the bus and the store.
+
+        A no-op once the platform is closed.
+        """
+        if self._closed:
+            return
+        try:
+            await self.drain(grace_seconds)
+        finally:
+            await self.close()
