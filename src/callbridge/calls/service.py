@@ -266,6 +266,8 @@ class CallService:
         live._updates.put_nowait(job)
 
     async def _work(self, live: LiveCall) -> None:
+        # This task has its own context copy: every log line it writes carries the call id.
+        structlog.contextvars.bind_contextvars(call_id=str(live.id))
         while True:
             job = await live._updates.get()
             try:

@@ -55,6 +55,7 @@ class ActiveflowRunner:
         The runner watches the call itself rather than being cancelled by the call service, so
         its bookkeeping (activeflow ``ended``, hangup of a call whose flow ran out) always runs.
         """
+        structlog.contextvars.bind_contextvars(call_id=str(self.live.id))
         work = asyncio.create_task(self._work(), name=f"flow-work-{self.live.id}")
         ended = asyncio.create_task(self.live.ended.wait(), name=f"flow-watch-{self.live.id}")
         try:
