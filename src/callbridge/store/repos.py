@@ -20,7 +20,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from sqlalchemy import Row, Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -436,57 +436,81 @@ def _call_from_row(row: Row[Any]) -> Call:
     )
 
 
-class CallRepository:
-    """Calls (platform API spec §6.2)."""
+class _Scoped(Protocol):
+    """What a workspace-scoped domain object has in common."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    tm_create: datetime
+    tm_update: datetime
+
+
+T = TypeVar("T", bound=_Scoped)
+
+
+class ScopedRepository(Generic[T]):
+    """Rows that belong to one workspace, listed newest first (calls, activeflows, …).
+
+    A subclass names its table and ``_noun`` and converts with :meth:`_values` (every mutable
+    column) and :meth:`_from_row`. ``get`` answers ``None`` for another workspace's row.
+    """
+
+    _table: ClassVar[Table]
+    _noun: ClassVar[str]
 
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
-    async def insert(self, call: Call) -> Call:
-        """Store a new call and return the stored copy.
+    def _values(self, item: T) -> dict[str, Any]:
+        raise NotImplementedError
 
-        The copy's ``tm_create`` is moved later by 1 µs steps while another call of the
+    def _from_row(self, row: Row[Any]) -> T:
+        raise NotImplementedError
+
+    async def insert(self, item: T) -> T:
+        """Store a new row and return the stored copy.
+
+        The copy's ``tm_create`` is moved later by 1 µs steps while another row of the
         workspace has it (and ``tm_update`` is raised to it if it was earlier); the argument
         is not modified. An existing id raises :class:`DuplicateError`.
         """
-        row = _call_values(call)
-        row.update(id=call.id, workspace_id=call.workspace_id, tm_create=call.tm_create)
-        stored = await _insert_unique_tm_create(self._sessions, tables.calls, row)
-        return dataclasses.replace(call, tm_create=stored, tm_update=max(row["tm_update"], stored))
+        row = self._values(item)
+        row.update(id=item.id, workspace_id=item.workspace_id, tm_create=item.tm_create)
+        stored = await _insert_unique_tm_create(self._sessions, self._table, row)
+        return dataclasses.replace(  # type: ignore[type-var]
+            item, tm_create=stored, tm_update=max(row["tm_update"], stored)
+        )
 
-    async def update(self, call: Call) -> None:
-        """Persist every mutable field of ``call`` (all but id, workspace_id, tm_create).
+    async def update(self, item: T) -> None:
+        """Persist every mutable field (all but id, workspace_id, tm_create).
 
-        :class:`NotFoundError` when no such call exists in ``call.workspace_id``.
+        :class:`NotFoundError` when no such row exists in ``item.workspace_id``.
         """
-        t = tables.calls
+        t = self._table
         async with self._sessions() as session, session.begin():
             result = await session.execute(
                 update(t)
-                .where(t.c.id == call.id, t.c.workspace_id == call.workspace_id)
-                .values(_call_values(call))
+                .where(t.c.id == item.id, t.c.workspace_id == item.workspace_id)
+                .values(self._values(item))
                 .returning(t.c.id)
             )
             if result.first() is None:
-                raise NotFoundError(f"call {call.id} not found in its workspace")
+                raise NotFoundError(f"{self._noun} {item.id} not found in its workspace")
 
-    async def get(self, workspace_id: uuid.UUID, call_id: uuid.UUID) -> Call | None:
-        """The call (also when soft-deleted); ``None`` if unknown or in another workspace."""
-        t = tables.calls
+    async def get(self, workspace_id: uuid.UUID, item_id: uuid.UUID) -> T | None:
+        """The row (also when soft-deleted); ``None`` if unknown or in another workspace."""
+        t = self._table
+        stmt = select(t).where(t.c.id == item_id, t.c.workspace_id == workspace_id)
         async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(t).where(t.c.id == call_id, t.c.workspace_id == workspace_id)
-                )
-            ).first()
-        return _call_from_row(row) if row is not None else None
+            row = (await session.execute(stmt)).first()
+        return self._from_row(row) if row is not None else None
 
-    async def get_any(self, call_id: uuid.UUID) -> Call | None:
-        """The call whatever its workspace — internal use only (SIP, flow runner)."""
-        t = tables.calls
+    async def get_any(self, item_id: uuid.UUID) -> T | None:
+        """The row whatever its workspace — internal use only (SIP, flow runner)."""
+        t = self._table
         async with self._sessions() as session:
-            row = (await session.execute(select(t).where(t.c.id == call_id))).first()
-        return _call_from_row(row) if row is not None else None
+            row = (await session.execute(select(t).where(t.c.id == item_id))).first()
+        return self._from_row(row) if row is not None else None
 
     async def list(
         self,
@@ -494,12 +518,12 @@ class CallRepository:
         *,
         page_size: int = 100,
         before: datetime | None = None,
-    ) -> builtins.list[Call]:
-        """Non-deleted calls of the workspace, newest first, created strictly before ``before``.
+    ) -> builtins.list[T]:
+        """Non-deleted rows of the workspace, newest first, created strictly before ``before``.
 
         The next page's cursor is the last item's ``tm_create``.
         """
-        t = tables.calls
+        t = self._table
         stmt = select(t).where(t.c.workspace_id == workspace_id, t.c.tm_delete.is_(None))
         cursor = _require_aware(before, "before")
         if cursor is not None:
@@ -507,7 +531,20 @@ class CallRepository:
         stmt = stmt.order_by(t.c.tm_create.desc()).limit(_check_page_size(page_size))
         async with self._sessions() as session:
             rows = (await session.execute(stmt)).all()
-        return [_call_from_row(r) for r in rows]
+        return [self._from_row(r) for r in rows]
+
+
+class CallRepository(ScopedRepository[Call]):
+    """Calls (platform API spec §6.2)."""
+
+    _table = tables.calls
+    _noun = "call"
+
+    def _values(self, item: Call) -> dict[str, Any]:
+        return _call_values(item)
+
+    def _from_row(self, row: Row[Any]) -> Call:
+        return _call_from_row(row)
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,64 +587,14 @@ def _activeflow_from_row(row: Row[Any]) -> Activeflow:
     )
 
 
-class ActiveflowRepository:
+class ActiveflowRepository(ScopedRepository[Activeflow]):
     """Activeflows (platform API spec §7); same conventions as :class:`CallRepository`."""
 
-    def __init__(self, sessions: Sessions) -> None:
-        self._sessions = sessions
+    _table = tables.activeflows
+    _noun = "activeflow"
 
-    async def insert(self, flow: Activeflow) -> Activeflow:
-        """Store a new activeflow and return the stored copy (``tm_create`` made unique)."""
-        row = _activeflow_values(flow)
-        row.update(id=flow.id, workspace_id=flow.workspace_id, tm_create=flow.tm_create)
-        stored = await _insert_unique_tm_create(self._sessions, tables.activeflows, row)
-        return dataclasses.replace(flow, tm_create=stored, tm_update=max(row["tm_update"], stored))
+    def _values(self, item: Activeflow) -> dict[str, Any]:
+        return _activeflow_values(item)
 
-    async def update(self, flow: Activeflow) -> None:
-        """Persist every mutable field; :class:`NotFoundError` if absent from its workspace."""
-        t = tables.activeflows
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(
-                update(t)
-                .where(t.c.id == flow.id, t.c.workspace_id == flow.workspace_id)
-                .values(_activeflow_values(flow))
-                .returning(t.c.id)
-            )
-            if result.first() is None:
-                raise NotFoundError(f"activeflow {flow.id} not found in its workspace")
-
-    async def get(self, workspace_id: uuid.UUID, activeflow_id: uuid.UUID) -> Activeflow | None:
-        """The activeflow (also when soft-deleted); ``None`` if unknown or another workspace's."""
-        t = tables.activeflows
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(t).where(t.c.id == activeflow_id, t.c.workspace_id == workspace_id)
-                )
-            ).first()
-        return _activeflow_from_row(row) if row is not None else None
-
-    async def get_any(self, activeflow_id: uuid.UUID) -> Activeflow | None:
-        """The activeflow whatever its workspace — internal use only."""
-        t = tables.activeflows
-        async with self._sessions() as session:
-            row = (await session.execute(select(t).where(t.c.id == activeflow_id))).first()
-        return _activeflow_from_row(row) if row is not None else None
-
-    async def list(
-        self,
-        workspace_id: uuid.UUID,
-        *,
-        page_size: int = 100,
-        before: datetime | None = None,
-    ) -> builtins.list[Activeflow]:
-        """Non-deleted activeflows, newest first, created strictly before ``before``."""
-        t = tables.activeflows
-        stmt = select(t).where(t.c.workspace_id == workspace_id, t.c.tm_delete.is_(None))
-        cursor = _require_aware(before, "before")
-        if cursor is not None:
-            stmt = stmt.where(t.c.tm_create < cursor)
-        stmt = stmt.order_by(t.c.tm_create.desc()).limit(_check_page_size(page_size))
-        async with self._sessions() as session:
-            rows = (await session.execute(stmt)).all()
-        return [_activeflow_from_row(r) for r in rows]
+    def _from_row(self, row: Row[Any]) -> Activeflow:
+        return _activeflow_from_row(row)
