@@ -200,7 +200,7 @@ async def _serve(settings: Settings, signals: _ShutdownSignals) -> int:
         except PlatformStartError as exc:
             raise StartupError(str(exc)) from None
         try:
-            _announce_bootstrap(platform)
+            announce_bootstrap(platform)
             if signals.requested:
                 log.info("shutdown requested during start-up; not serving")
                 await platform.stop(settings.shutdown_grace_seconds)
@@ -243,7 +243,8 @@ async def _serve(settings: Settings, signals: _ShutdownSignals) -> int:
         sock.close()
 
 
-def _announce_bootstrap(platform: Platform) -> None:
+def announce_bootstrap(platform: Platform) -> None:
+    """Print the first workspace's new access key once, to stdout (never to the log)."""
     result = platform.bootstrap_result
     if result is None or not result.created:
         return
