@@ -1,0 +1,231 @@
+"""Spelled codes: digits, letters and digits, telephone numbers, postal codes (h2b.md §10)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Final
+
+from callbridge.speech.grammars.base import (
+    EngineConstraint,
+    Grammar,
+    GrammarError,
+    Interpretation,
+    MatchKind,
+    jsgf,
+    tokens,
+)
+from callbridge.speech.grammars.words import Piece, read_spoken
+
+__all__ = ["DigitsGrammar", "MixedSpellingGrammar", "PhoneNumberGrammar", "ZipcodeGrammar"]
+
+#: Words that may surround a spelled code without changing it.
+FILLERS: Final = frozenset(
+    [
+        "uh",
+        "um",
+        "er",
+        "ah",
+        "well",
+        "so",
+        "my",
+        "the",
+        "a",
+        "an",
+        "number",
+        "code",
+        "is",
+        "it's",
+        "it",
+        "is",
+        "that's",
+        "that",
+        "was",
+        "and",
+        "then",
+        "please",
+        "its",
+        "zip",
+        "postcode",
+        "postal",
+        "phone",
+        "telephone",
+        "call",
+        "me",
+        "at",
+        "on",
+        "reference",
+        "i",
+        "think",
+    ]
+)
+_DIGIT_WORDS: Final = "zero | oh | one | two | three | four | five | six | seven | eight | nine"
+_LETTERS: Final = " | ".join("abcdefghijklmnopqrstuvwxyz")
+#: Longest regex accepted in a URI parameter.
+_MAX_REGEX: Final = 512
+
+
+def _compile(regex: str | None) -> re.Pattern[str] | None:
+    if regex is None or regex == "":
+        return None
+    if len(regex) > _MAX_REGEX:
+        raise GrammarError(f"regex parameter longer than {_MAX_REGEX} characters")
+    try:
+        return re.compile(regex)
+    except re.error as exc:
+        raise GrammarError(f"invalid regex parameter {regex!r}: {exc}") from exc
+
+
+def _spelled(pieces: list[Piece], *, letters: bool) -> tuple[str, int, int]:
+    """(code, code tokens, unexplained tokens) of the pieces."""
+    out: list[str] = []
+    used = 0
+    unexplained = 0
+    for piece in pieces:
+        span = piece.end - piece.start
+        if piece.kind == "number" or (piece.kind == "letter" and letters):
+            out.append(piece.text)
+            used += span
+        elif piece.text not in FILLERS:
+            unexplained += span
+    return "".join(out), used, unexplained
+
+
+def _confidence(used: int, unexplained: int) -> float:
+    return 1.0 if not unexplained else max(0.3, used / (used + 2 * unexplained))
+
+
+class DigitsGrammar(Grammar):
+    """Digits only; ``regex`` or ``length`` constrains the digit string."""
+
+    type = "builtin:speech/spelling/digits"
+
+    def __init__(self, uri: str, regex: str | None = None, length: str | None = None) -> None:
+        super().__init__(uri)
+        self.regex = _compile(regex)
+        self.length: int | None = None
+        if length:
+            if not length.isdigit() or not 1 <= int(length) <= 64:
+                raise GrammarError(f"length parameter must be an integer 1..64, got {length!r}")
+            self.length = int(length)
+
+    def _accepts(self, code: str) -> bool:
+        if self.length is not None and len(code) != self.length:
+            return False
+        return self.regex is None or self.regex.fullmatch(code) is not None
+
+    def interpret(self, transcript: str, language: str = "en-US") -> Interpretation:
+        self.check_language(language)
+        code, used, unexplained = _spelled(read_spoken(tokens(transcript)), letters=False)
+        if not code:
+            return self.no_match(transcript)
+        conf = _confidence(used, unexplained)
+        if self._accepts(code):
+            return self.result(MatchKind.FULL, code, conf, transcript)
+        return self.result(MatchKind.PARTIAL, code, conf * 0.5, transcript)
+
+    def constraint(self, language: str = "en-US") -> EngineConstraint:
+        self.check_language(language)
+        body = " ".join(["<digit>"] * self.length) if self.length else "<digit>+"
+        return EngineConstraint(jsgf(body, [f"<digit> = {_DIGIT_WORDS};"]))
+
+
+class MixedSpellingGrammar(Grammar):
+    """Spelled letters and digits; the value is lower case without spaces matching ``regex``."""
+
+    type = "builtin:speech/spelling/mixed"
+
+    def __init__(self, uri: str, regex: str | None = None) -> None:
+        super().__init__(uri)
+        self.regex = _compile(regex)
+
+    def interpret(self, transcript: str, language: str = "en-US") -> Interpretation:
+        self.check_language(language)
+        code, used, unexplained = _spelled(read_spoken(tokens(transcript)), letters=True)
+        if not code:
+            return self.no_match(transcript)
+        conf = _confidence(used, unexplained)
+        if self.regex is None or self.regex.fullmatch(code):
+            return self.result(MatchKind.FULL, code, conf, transcript)
+        # "o" and "0" sound alike: retry with the reading the regex wants.
+        for a, b in (("o", "0"), ("0", "o")):
+            alt = code.replace(a, b)
+            if self.regex.fullmatch(alt):
+                return self.result(MatchKind.FULL, alt, conf * 0.9, transcript)
+        return self.result(MatchKind.PARTIAL, code, conf * 0.5, transcript)
+
+    def constraint(self, language: str = "en-US") -> EngineConstraint:
+        self.check_language(language)
+        rules = [f"<digit> = {_DIGIT_WORDS};", f"<letter> = {_LETTERS};"]
+        return EngineConstraint(jsgf("( <letter> | <digit> )+", rules))
+
+
+class PhoneNumberGrammar(Grammar):
+    """A telephone number in E.164; the country comes from the language's region."""
+
+    type = "builtin:speech/spelling/phone_number"
+    languages = frozenset({"en", "fr", "es", "de"})
+
+    def interpret(self, transcript: str, language: str = "en-US") -> Interpretation:
+        _, region = self.check_language(language)
+        words = tokens(transcript)
+        plus = any(w in ("plus", "+") for w in words) or transcript.strip().startswith("+")
+        code, used, unexplained = _spelled(
+            read_spoken([w.lstrip("+") for w in words if w not in ("plus", "+")]), letters=False
+        )
+        if not code:
+            return self.no_match(transcript)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import phonenumbers
+        try:
+            number = phonenumbers.parse(("+" if plus else "") + code, region)
+        except phonenumbers.NumberParseException:
+            return self.result(MatchKind.PARTIAL, code, 0.2, transcript)
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        conf = _confidence(used, unexplained)
+        if phonenumbers.is_valid_number(number):
+            return self.result(MatchKind.FULL, e164, conf, transcript)
+        return self.result(MatchKind.PARTIAL, e164, conf * 0.5, transcript)
+
+    def constraint(self, language: str = "en-US") -> EngineConstraint:
+        self.check_language(language)
+        return EngineConstraint(jsgf("[ plus ] <digit>+", [f"<digit> = {_DIGIT_WORDS};"]))
+
+
+#: Postal code shapes per region (digits as spoken, separators removed).
+_ZIP_PATTERNS: Final = {
+    "US": re.compile(r"\d{5}(\d{4})?"),
+    "FR": re.compile(r"\d{5}"),
+    "DE": re.compile(r"\d{5}"),
+    "ES": re.compile(r"\d{5}"),
+    "BE": re.compile(r"\d{4}"),
+    "CH": re.compile(r"\d{4}"),
+}
+_ZIP_DEFAULT: Final = re.compile(r"\d{4,6}")
+
+
+def zip_pattern(region: str) -> re.Pattern[str]:
+    """The postal code pattern of a region (4–6 digits where unknown)."""
+    return _ZIP_PATTERNS.get(region, _ZIP_DEFAULT)
+
+
+class ZipcodeGrammar(Grammar):
+    """A postal code of the language's region, as a digit string."""
+
+    type = "builtin:speech/zipcode"
+    languages = frozenset({"en", "fr", "es", "de"})
+
+    def interpret(self, transcript: str, language: str = "en-US") -> Interpretation:
+        _, region = self.check_language(language)
+        code, used, unexplained = _spelled(read_spoken(tokens(transcript)), letters=False)
+        if not code:
+            return self.no_match(transcript)
+        conf = _confidence(used, unexplained)
+        if zip_pattern(region).fullmatch(code):
+            return self.result(MatchKind.FULL, code, conf, transcript)
+        return self.result(MatchKind.PARTIAL, code, conf * 0.5, transcript)
+
+    def constraint(self, language: str = "en-US") -> EngineConstraint:
+        self.check_language(language)
+        return EngineConstraint(jsgf("<digit>+", [f"<digit> = {_DIGIT_WORDS};"]))

