@@ -68,3 +68,40 @@ async def test_system_clock() -> None:
     await clock.sleep_until(clock.monotonic() + 0.001)
     assert clock.monotonic() >= t0 + 0.002
     assert clock.time() > 1_600_000_000
+
+
+async def test_system_clock_wakes_within_slack_under_uvloop() -> None:
+    """uvloop timers have millisecond resolution: a wake-up may come at most TIMER_SLACK
+    early, never more (scheduling against a stale loop time used to make it much earlier)."""
+    import time
+
+    import uvloop
+
+    from callbridge.media.clock import TIMER_SLACK, SystemClock
+
+    async def run() -> float:
+        clock = SystemClock()
+        worst = 0.0
+        t0 = time.monotonic()
+        for n in range(1, 26):
+            deadline = t0 + n * 0.02
+            time.sleep(0.004)  # noqa: ASYNC251 - a busy loop iteration: the loop time goes stale
+            await clock.sleep_until(deadline)
+            worst = min(worst, time.monotonic() - deadline)
+        return worst
+
+    worst_early = await asyncio.to_thread(lambda: uvloop.run(run()))
+    assert worst_early >= -TIMER_SLACK
+
+
+async def test_system_clock_wakes_within_slack_on_asyncio() -> None:
+    import time
+
+    from callbridge.media.clock import TIMER_SLACK, SystemClock
+
+    clock = SystemClock()
+    t0 = time.monotonic()
+    for n in range(1, 11):
+        deadline = t0 + n * 0.02
+        await clock.sleep_until(deadline)
+        assert time.monotonic() >= deadline - TIMER_SLACK

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from callbridge.media.clock import Clock
+from callbridge.media.clock import TIMER_SLACK, Clock
 from callbridge.media.constants import FRAME_SECONDS
 
 #: Overdue ticks run back to back after a late wake-up; older ones are skipped.
@@ -54,7 +54,9 @@ class Pacer:
         while True:
             await self._clock.sleep_until(t0 + n * FRAME_SECONDS)
             now = self._clock.monotonic()
-            due = int((now - t0) / FRAME_SECONDS + 1e-9)  # last frame index whose time has come
+            # Last frame whose time has come; a wake-up within the clock's slack of a deadline
+            # counts as on time (otherwise a millisecond-timer loop would spin re-sleeping).
+            due = int((now - t0 + TIMER_SLACK) / FRAME_SECONDS)
             if due - n >= MAX_BURST:
                 skip = due - n - MAX_BURST + 1
                 self.skipped += skip

@@ -8,8 +8,10 @@ Contract shared by both implementations:
 
 * ``monotonic()`` never goes backwards; it is the time base of every deadline.
 * ``time()`` is wall-clock epoch seconds, for timestamps shown to users.
-* ``sleep_until(deadline)`` returns once ``monotonic() >= deadline``; a deadline in the past
-  returns at once (after one scheduling point, so loops never starve the event loop).
+* ``sleep_until(deadline)`` returns at ``deadline``: never earlier than
+  ``deadline - TIMER_SLACK`` (event loops with millisecond timers, such as uvloop, may wake a
+  little early; re-sleeping would cost a whole extra timer tick), and a deadline in the past
+  returns at once after one scheduling point, so loops never starve the event loop.
 * Pacing loops use absolute deadlines (``t0 + n * period``), never relative sleeps, so they
   do not drift.
 """
@@ -21,6 +23,10 @@ import heapq
 import itertools
 import time
 from typing import Protocol
+
+#: How early a real-clock ``sleep_until`` may return (uvloop's timers have 1 ms resolution).
+#: Code that acts "when a deadline has passed" treats anything within this slack as passed.
+TIMER_SLACK = 0.001
 
 
 class Clock(Protocol):
@@ -56,7 +62,12 @@ class SystemClock:
         await asyncio.sleep(max(0.0, delay))
 
     async def sleep_until(self, deadline: float) -> None:
-        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        loop = asyncio.get_running_loop()
+        # Measured against the loop's own clock (the same monotonic base as time.monotonic()
+        # on asyncio and uvloop): the timer then fires when the loop sees the deadline, with
+        # no re-sleeping. On uvloop that can be up to TIMER_SLACK early in real time
+        # (millisecond timers, loop time cached per iteration); see TIMER_SLACK.
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
 
 
 class VirtualClock:
