@@ -35,7 +35,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -p no:cacheprovider --cov --cov-branch --cov-report= $(ARGS)
 	@echo "== branch coverage of the protocol and media cores"
-	$(BIN)/coverage report --include='src/callbridge/media/*' --skip-empty
+	$(BIN)/coverage report --skip-empty --include='src/callbridge/media/*,src/callbridge/sip/*,src/callbridge/rtp/*,src/callbridge/rtvbp/*,src/callbridge/h2b/*'
+	@echo "== branch coverage, whole package"
+	$(BIN)/coverage report --skip-empty | tail -1
 
 test: $(STAMP) services lint typecheck pytest
 
