@@ -28,6 +28,18 @@ from callbridge.store import Store
 log = get_logger(__name__)
 
 
+def register_adapter_actions() -> None:
+    """Register the flow actions that adapters provide (``rtvbp_bridge``, …).
+
+    Done here, in the composition root, so the flow runner (domain) never imports an adapter.
+    Idempotent: modules register on first import.
+    """
+    import callbridge.rtvbp.action  # noqa: F401
+
+
+register_adapter_actions()
+
+
 class PlatformStartError(Exception):
     """The platform cannot start for a reason the operator fixes in the configuration.
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from callbridge.cli import callfile, config, serve, version
+from callbridge.cli import callfile, config, rtvbp, serve, version
 from callbridge.cli.common import CommandError, ConfigError, Handler
 
-COMMAND_GROUPS: tuple[ModuleType, ...] = (serve, callfile, config, version)
+COMMAND_GROUPS: tuple[ModuleType, ...] = (serve, callfile, rtvbp, config, version)
 
 EXIT_USAGE = 2
 

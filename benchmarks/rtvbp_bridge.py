@@ -1,0 +1,211 @@
+"""N simultaneous RTVBP-bridged calls: file legs ↔ SDK echo handlers in another process.
+
+The voice side (this process, one asyncio loop, so one core): a call service on SQLite and the
+real clock, N incoming calls on file legs whose caller audio carries a frame counter, each
+bridged by a :class:`~callbridge.rtvbp.voice.VoiceBridge` to the ``echo`` example served by
+``callbridge rtvbp-handler`` in a child process.
+
+Figures:
+
+* **added latency** — from the voice writing a caller frame to the WebSocket to the same frame
+  coming back from the handler (leg → handler → leg, without the leg's 20 ms tick), p50/p99;
+* **frame jitter at the leg** — how late each 20 ms tick of the legs' playout clocks ran, p99;
+  a *late frame* is a tick more than one frame period late, or an echoed frame that came back
+  too late for the tick after the one that sent it;
+* **CPU per call** — CPU time of this process per call, as a share of one core.
+
+Run: ``.venv/bin/python benchmarks/rtvbp_bridge.py [--calls 200] [--seconds 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from callbridge.bus.inprocess import InProcessBus
+from callbridge.calls.model import Address, Direction
+from callbridge.calls.service import CallService
+from callbridge.flows.model import Action
+from callbridge.legs.file_leg import FileLeg
+from callbridge.media.clock import SystemClock
+from callbridge.media.constants import FRAME_BYTES, FRAME_SECONDS
+from callbridge.rtvbp.voice import BridgeOptions, VoiceBridge
+from callbridge.store import Store
+
+TARGET_CALLS = 200
+TARGET_P99_MS = 10.0
+TARGET_LATE = 0
+
+
+class TimedLeg(FileLeg):
+    """A file leg that notes how late each tick of its playout clock ran."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.tick_delays: list[float] = []
+        self._t0: float | None = None
+
+    def _on_tick(self, n: int) -> None:
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now - n * FRAME_SECONDS
+        self.tick_delays.append(now - (self._t0 + n * FRAME_SECONDS))
+        super()._on_tick(n)
+
+
+class TimedBridge(VoiceBridge):
+    """Notes when each caller frame was written and when it came back."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.sent: dict[int, float] = {}
+        self.latencies: list[float] = []
+        send = self.session.send_audio
+
+        def timed_send(frame: bytes) -> None:
+            self.sent[struct.unpack_from("<I", frame)[0]] = time.perf_counter()
+            send(frame)
+
+        self.session.send_audio = timed_send  # type: ignore[method-assign]
+
+    def _on_handler_audio(self, frame: bytes) -> None:
+        sent = self.sent.pop(struct.unpack_from("<I", frame)[0], None)
+        if sent is not None:
+            self.latencies.append(time.perf_counter() - sent)
+        super()._on_handler_audio(frame)
+
+
+def numbered_audio(call: int, seconds: float) -> bytes:
+    """Caller audio whose frames each start with a unique 32-bit number."""
+    frames = int(seconds / FRAME_SECONDS)
+    rng = np.random.default_rng(call)
+    out = bytearray(rng.integers(-3000, 3000, frames * FRAME_BYTES // 2, dtype="<i2").tobytes())
+    for i in range(frames):
+        struct.pack_into("<I", out, i * FRAME_BYTES, (call << 16) | i)
+    return bytes(out)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_handler(port: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callbridge", "rtvbp-handler", "--example", "echo",
+        "--port", str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "CALLBRIDGE_LOG_LEVEL": "warning"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    await asyncio.wait_for(proc.stdout.readline(), 30)
+    return proc
+
+
+async def run(calls: int, seconds: float) -> dict[str, float]:
+    port = free_port()
+    handler = await start_handler(port)
+    tmp = Path(tempfile.mkdtemp(prefix="rtvbp-bench-"))
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
+    bus = InProcessBus()
+    await bus.start()
+    clock = SystemClock()
+    service = CallService(store, bus, clock)
+    wid = (await store.workspaces.create("bench")).id
+    legs: list[TimedLeg] = []
+    bridges: list[TimedBridge] = []
+    tasks = []
+    try:
+        for i in range(calls):
+            leg = TimedLeg(f"b{i}", clock, play=numbered_audio(i, seconds + 1))
+            live = await service.start_call(
+                workspace_id=wid,
+                direction=Direction.INCOMING,
+                source=Address(type="tel", target="+15550000000"),
+                destination=Address(type="tel", target="+15550000001"),
+                leg=leg,
+                actions=[
+                    Action(type="answer"),
+                    Action(type="sleep", option={"duration": 3600_000}),
+                ],
+            )
+            await live.answered.wait()
+            bridge = TimedBridge(service, live, BridgeOptions(url=f"ws://127.0.0.1:{port}"))
+            legs.append(leg)
+            bridges.append(bridge)
+            tasks.append(asyncio.create_task(bridge.run()))
+        await asyncio.sleep(1.0)  # every bridge up
+        for leg in legs:
+            leg.tick_delays.clear()
+        for bridge in bridges:
+            bridge.latencies.clear()
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        latencies = np.array([x for b in bridges for x in b.latencies]) * 1000
+        delays = np.array([x for leg in legs for x in leg.tick_delays]) * 1000
+        late = int((delays > FRAME_SECONDS * 1000).sum() + (latencies > 20.0).sum())
+        up = sum(1 for b in bridges if b.session.state.value == "active")
+        return {
+            "calls": float(up),
+            "p50": float(np.percentile(latencies, 50)) if latencies.size else float("nan"),
+            "p99": float(np.percentile(latencies, 99)) if latencies.size else float("nan"),
+            "jitter_p99": float(np.percentile(delays, 99)) if delays.size else float("nan"),
+            "late": float(late),
+            "cpu_per_call": 100.0 * cpu / wall / max(1, calls),
+            "cpu_total": 100.0 * cpu / wall,
+        }
+    finally:
+        await service.shutdown(10.0)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await bus.close()
+        await store.close()
+        handler.terminate()
+        await handler.wait()
+
+
+def result(name: str, value: float, unit: str, op: str, target: float, ok: bool) -> str:
+    verdict = "PASS" if ok else "FAIL"
+    return f"RESULT {name}={value:.2f} {unit} target{op}{target:g} {verdict}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=TARGET_CALLS)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings
+    figures = asyncio.run(run(args.calls, args.seconds))
+    print(f"bridged calls up: {figures['calls']:.0f}/{args.calls}, voice process CPU "
+          f"{figures['cpu_total']:.1f}% of one core")  # fmt: skip
+    print(f"added latency p50={figures['p50']:.2f} ms p99={figures['p99']:.2f} ms")
+    print(result("rtvbp_bridged_calls", figures["calls"], "calls", ">=", TARGET_CALLS,
+                 figures["calls"] >= TARGET_CALLS))  # fmt: skip
+    print(result("rtvbp_added_latency_p50", figures["p50"], "ms", "<=", TARGET_P99_MS,
+                 figures["p50"] <= TARGET_P99_MS))  # fmt: skip
+    print(result("rtvbp_added_latency_p99", figures["p99"], "ms", "<=", TARGET_P99_MS,
+                 figures["p99"] <= TARGET_P99_MS))  # fmt: skip
+    print(result("rtvbp_leg_tick_jitter_p99", figures["jitter_p99"], "ms", "<=", 20.0,
+                 figures["jitter_p99"] <= 20.0))  # fmt: skip
+    print(result("rtvbp_late_frames", figures["late"], "frames", "<=", TARGET_LATE,
+                 figures["late"] <= TARGET_LATE))  # fmt: skip
+    print(result("rtvbp_cpu_per_call", figures["cpu_per_call"], "%core", "<=", 100 / TARGET_CALLS,
+                 figures["cpu_per_call"] <= 100 / TARGET_CALLS))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""``callbridge rtvbp-handler``: run an example RTVBP handler (RTVBP spec §7).
+
+``callbridge rtvbp-handler --example echo --port 9000 [--token SECRET]
+[--tls-cert FILE --tls-key FILE] [--jwt-public-key FILE --jwt-account ID]``
+
+With ``--token`` (or a JWT key), a missing or wrong ``Authorization: Bearer`` gets HTTP 401
+before the WebSocket upgrade.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ssl
+from pathlib import Path
+
+from callbridge.cli.common import CommandError
+from callbridge.rtvbp.examples.barge_in import BargeInHandler
+from callbridge.rtvbp.examples.echo import EchoHandler
+from callbridge.rtvbp.examples.ivr import IvrHandler
+from callbridge.rtvbp.sdk import HandlerServer, JwtValidator, StaticToken
+from callbridge.rtvbp.sdk.handler import RtvbpHandler
+from callbridge.rtvbp.tokens import Authenticator
+
+EXAMPLES: dict[str, type[RtvbpHandler]] = {
+    "echo": EchoHandler,
+    "ivr": IvrHandler,
+    "barge-in": BargeInHandler,
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``rtvbp-handler`` command."""
+    parser = subparsers.add_parser(
+        "rtvbp-handler",
+        help="Run an example RTVBP handler (application role) on a WebSocket port.",
+    )
+    parser.add_argument("--example", choices=sorted(EXAMPLES), default="echo")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--path", default="/", help="URL path served (default /).")
+    parser.add_argument("--token", default=None, help="Require this Bearer token.")
+    parser.add_argument(
+        "--jwt-public-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="Accept babelforce RS256 JWTs signed by this PEM public key.",
+    )
+    parser.add_argument(
+        "--jwt-account",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="Account id accepted as the JWT audience (repeatable).",
+    )
+    parser.add_argument("--tls-cert", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--tls-key", type=Path, default=None, metavar="FILE")
+    parser.set_defaults(handler=run)
+
+
+def build_server(args: argparse.Namespace) -> HandlerServer:
+    """The server described by ``args`` (validated; :class:`CommandError` otherwise)."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CommandError("--tls-cert and --tls-key go together")
+    if args.token is not None and args.jwt_public_key is not None:
+        raise CommandError("--token and --jwt-public-key are exclusive")
+    auth: Authenticator | None = None
+    if args.token is not None:
+        if not args.token:
+            raise CommandError("--token must not be empty")
+        auth = StaticToken(args.token)
+    elif args.jwt_public_key is not None:
+        if not args.jwt_account:
+            raise CommandError("--jwt-public-key needs at least one --jwt-account")
+        try:
+            pem = args.jwt_public_key.read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read {args.jwt_public_key}: {exc.strerror}") from None
+        auth = JwtValidator({"default": pem}, args.jwt_account)
+    context: ssl.SSLContext | None = None
+    if args.tls_cert is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise CommandError(f"cannot load the TLS certificate/key: {exc}") from None
+    if not 0 <= args.port <= 65535:
+        raise CommandError("--port must be 0-65535")
+    return HandlerServer(
+        {args.path: EXAMPLES[args.example]},
+        host=args.host,
+        port=args.port,
+        authenticate=auth,
+        ssl_context=context,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    server = build_server(args)
+
+    async def main() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+            ) from None
+        print(f"rtvbp-handler {args.example} listening on {server.url}{args.path}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,273 @@
+"""The asyncio shell around :class:`~callbridge.rtvbp.session.Session` (RTVBP spec §5).
+
+It only moves bytes: WebSocket messages into the session, the session's output onto the
+WebSocket, completions into awaiting futures. Both roles use it, on either socket side.
+
+Tasks of one connection:
+
+* **reader** — every text message goes to :meth:`Session.receive_text`, every binary message
+  to :meth:`Session.receive_binary` and its complete frames to ``on_audio``;
+* **dispatcher** — inbound requests and events, one at a time in arrival order; a request's
+  handler returns the result (or raises: 500, or the code of a
+  :class:`~callbridge.rtvbp.errors.RemoteError`), or returns :data:`DEFERRED` and answers
+  later with :meth:`Connection.respond` so long work never blocks dispatch (§5.3);
+* **writer** — drains the session's output in order, each write bounded by the write
+  deadline; once the session is ``closing`` and the output is flushed, closes with 1000;
+* **timer** — expires pending requests on the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import structlog
+from websockets.asyncio.connection import Connection as WsConnection
+from websockets.exceptions import ConnectionClosed
+
+from callbridge.media.clock import Clock, SystemClock
+from callbridge.rtvbp.catalog import Payload
+from callbridge.rtvbp.envelope import ErrorObject
+from callbridge.rtvbp.errors import RemoteError, RequestTimeout, error_for
+from callbridge.rtvbp.session import (
+    Completion,
+    InboundEvent,
+    InboundRequest,
+    Session,
+    SessionClosed,
+    State,
+)
+
+log = structlog.get_logger("callbridge.rtvbp")
+
+#: Per-message write deadline and close/flush timeout (§1.5).
+WRITE_TIMEOUT: Final = 5.0
+
+
+class _Deferred:
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+#: Returned by a request handler that will answer later with :meth:`Connection.respond`.
+DEFERRED: Final = _Deferred()
+
+RequestHandler = Callable[[InboundRequest], Awaitable["Payload | _Deferred | None"]]
+EventHandler = Callable[[InboundEvent], Awaitable[None]]
+AudioHandler = Callable[[bytes], None]
+
+
+class Connection:
+    """Runs one :class:`Session` over one ``websockets`` connection."""
+
+    def __init__(
+        self,
+        ws: WsConnection,
+        session: Session,
+        *,
+        on_request: RequestHandler,
+        on_event: EventHandler,
+        on_audio: AudioHandler,
+        clock: Clock | None = None,
+        write_timeout: float = WRITE_TIMEOUT,
+    ) -> None:
+        self.ws = ws
+        self.session = session
+        self._on_request = on_request
+        self._on_event = on_event
+        self._on_audio = on_audio
+        self.clock: Clock = clock or SystemClock()
+        self._write_timeout = write_timeout
+        self._futures: dict[str, asyncio.Future[Payload]] = {}
+        self._wake_writer = asyncio.Event()
+        self._wake_dispatch = asyncio.Event()
+        self._wake_timer = asyncio.Event()
+        self._done = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the reader, writer, dispatcher and timer tasks."""
+        if self.session.state is State.INACTIVE:
+            self.session.connect()
+        for name, coro in (
+            ("reader", self._reader()),
+            ("writer", self._writer()),
+            ("dispatch", self._dispatcher()),
+            ("timer", self._timer()),
+        ):
+            self._tasks.append(asyncio.create_task(coro, name=f"rtvbp-{name}"))
+
+    async def wait_closed(self) -> None:
+        """Until the session is ``closed`` or ``failed``; then stop every task."""
+        await self._done.wait()
+        await self._stop_tasks()
+
+    async def _stop_tasks(self) -> None:
+        current = asyncio.current_task()
+        pending = {t for t in self._tasks if t is not current and not t.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+
+    @property
+    def over(self) -> bool:
+        return self.session.state in (State.CLOSED, State.FAILED)
+
+    def _changed(self) -> None:
+        """Something happened in the session: resolve outcomes, wake the tasks."""
+        for completion in self.session.take_completions():
+            self._resolve(completion)
+        self._wake_writer.set()
+        self._wake_dispatch.set()
+        self._wake_timer.set()
+        if self.session.state is State.FAILED:
+            self._done.set()
+
+    def _resolve(self, completion: Completion) -> None:
+        fut = self._futures.pop(completion.request_id, None)
+        if fut is None or fut.done():
+            return
+        if completion.outcome == "ok":
+            assert completion.result is not None
+            fut.set_result(completion.result)
+        elif completion.outcome == "error":
+            assert completion.error is not None
+            fut.set_exception(RemoteError.from_error(completion.error))
+        elif completion.outcome == "timeout":
+            fut.set_exception(RequestTimeout(completion.error.message if completion.error else ""))
+        else:
+            fut.set_exception(SessionClosed("session closed"))
+
+    # -- API ----------------------------------------------------------------------------------
+    async def request(self, method: str, params: Payload) -> Payload:
+        """Send a request and await its typed result (raises ``RemoteError``,
+        ``RequestTimeout``, ``SessionClosed`` or ``NotInitialized``)."""
+        rid = self.session.request(method, params, self.clock.monotonic())
+        fut: asyncio.Future[Payload] = asyncio.get_running_loop().create_future()
+        self._futures[rid] = fut
+        self._changed()
+        return await fut
+
+    def event(self, name: str, data: Payload) -> None:
+        self.session.event(name, data)
+        self._changed()
+
+    def respond(
+        self, request_id: str, result: Payload | None = None, error: ErrorObject | None = None
+    ) -> None:
+        self.session.respond(request_id, result, error)
+        self._changed()
+
+    def send_audio(self, frame: bytes) -> None:
+        self.session.send_audio(frame)
+        self._wake_writer.set()
+
+    def close(self, reason: str = "session closed") -> None:
+        """Begin an orderly close: flush what is queued, then close with 1000."""
+        self.session.close(reason)
+        self._changed()
+
+    def fail(self, reason: str) -> None:
+        self.session.fail(reason)
+        self._changed()
+
+    # -- tasks --------------------------------------------------------------------------------
+    async def _reader(self) -> None:
+        try:
+            async for message in self.ws:
+                if isinstance(message, str):
+                    self.session.receive_text(message, int(self.clock.time() * 1000))
+                else:
+                    for frame in self.session.receive_binary(message):
+                        self._on_audio(frame)
+                self._changed()
+        except ConnectionClosed:
+            pass
+        code = self.ws.close_code
+        if self.session.is_open:
+            if code in (1000, 1001):
+                self.session.close("peer closed the connection")
+            else:
+                self.session.fail(f"connection lost (close code {code})")
+        if self.session.state is State.CLOSING:
+            self.session.finish()
+            self._done.set()
+        self._changed()
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake_writer.wait()
+            self._wake_writer.clear()
+            for item in self.session.data_to_send():
+                try:
+                    async with asyncio.timeout(self._write_timeout):
+                        await self.ws.send(item)
+                except (ConnectionClosed, TimeoutError, OSError) as exc:
+                    self.fail(f"write failed: {type(exc).__name__}")
+                    return
+            if self.session.wants_close:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self._write_timeout):
+                        await self.ws.close(1000, self.session.close_reason[:100])
+                self.session.finish()
+                self._done.set()
+                self._changed()
+                return
+
+    async def _dispatcher(self) -> None:
+        while True:
+            item = self.session.next_inbound()
+            if item is None:
+                self._wake_dispatch.clear()
+                await self._wake_dispatch.wait()
+                continue
+            if isinstance(item, InboundRequest):
+                await self._dispatch_request(item)
+            else:
+                try:
+                    await self._on_event(item)
+                except Exception:
+                    log.exception("event handler failed", rtvbp_event=item.name)
+            self._changed()
+
+    async def _dispatch_request(self, item: InboundRequest) -> None:
+        result: Any
+        try:
+            result = await self._on_request(item)
+        except Exception as exc:
+            log.info("request handler failed", method=item.method, error=str(exc))
+            if item.id in self.session.unanswered():
+                self.session.respond(item.id, error=error_for(exc))
+            return
+        if result is DEFERRED or item.id not in self.session.unanswered():
+            return
+        try:
+            self.session.respond(item.id, result)
+        except (TypeError, ValueError) as exc:
+            self.session.respond(item.id, error=error_for(exc))
+
+    async def _timer(self) -> None:
+        while True:
+            deadline = self.session.next_deadline()
+            self._wake_timer.clear()
+            if deadline is None:
+                await self._wake_timer.wait()
+                continue
+            delay = deadline - self.clock.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(delay, 1.0)):
+                        await self._wake_timer.wait()
+                continue
+            self.session.poll(self.clock.monotonic())
+            self._changed()
+
+
+def wall_ms(clock: Clock | None = None) -> int:
+    """Wall-clock epoch milliseconds (RTVBP timestamps)."""
+    return int((clock.time() if clock is not None else time.time()) * 1000)
