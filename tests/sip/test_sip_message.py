@@ -252,3 +252,35 @@ def test_message_properties() -> None:
     empty = Response()
     with pytest.raises(SipParseError):
         _ = empty.top_via
+
+
+def test_malformed_ack_is_never_answered() -> None:
+    """RFC 3261 §17.2.1: no response is ever sent to an ACK, even a broken one."""
+    from callbridge.sip.errors import SipParseError
+    from callbridge.sip.message import error_response, parse_message
+
+    bad_ack = (
+        b"ACK sip:bob@callbridge.test SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-ack1\r\n"
+        b"From: <sip:alice@example.test>;tag=a1\r\n"
+        b"To: <sip:bob@callbridge.test>;tag=b1\r\n"
+        b"Call-ID: ack-test@example.test\r\n"
+        b"CSeq: not-a-number ACK\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    try:
+        parse_message(bad_ack)
+    except SipParseError as exc:
+        assert exc.is_request and exc.method == "ACK"
+        assert error_response(exc) is None
+    else:
+        raise AssertionError("the malformed ACK parsed")
+    bad_invite = bad_ack.replace(b"ACK sip:", b"INVITE sip:").replace(b" ACK\r\n", b" INVITE\r\n")
+    try:
+        parse_message(bad_invite)
+    except SipParseError as exc:
+        answer = error_response(exc)
+        assert answer is not None and answer.status == 400
+    else:
+        raise AssertionError("the malformed INVITE parsed")

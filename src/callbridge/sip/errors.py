@@ -31,6 +31,8 @@ class SipParseError(SipError):
         #: True when the faulty message was a request (a UAS answers it), False for a response
         #: (dropped), None when the start line itself could not be classified.
         self.is_request: bool | None = None
+        #: The request's method when the start line could be read (an ACK is never answered).
+        self.method: str | None = None
 
 
 class TransactionError(SipError):

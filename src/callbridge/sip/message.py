@@ -399,6 +399,7 @@ def parse_message(
     except SipParseError as exc:
         exc.is_request = not lines[0].startswith("SIP/")
         exc.raw_headers = items
+        exc.method = lines[0].split(" ", 1)[0] if exc.is_request else None
         raise
     try:
         items = _parse_header_lines(lines[1:], limits)
@@ -414,6 +415,7 @@ def parse_message(
     except SipParseError as exc:
         exc.is_request = is_request
         exc.raw_headers = items
+        exc.method = method if is_request else None
         raise
     return message
 
@@ -611,10 +613,13 @@ def error_response(error: SipParseError) -> Response | None:
     """The 4xx/5xx answer to a malformed request, or ``None`` when none can be built.
 
     A response needs the request's Via, From, To, Call-ID and CSeq; when they cannot be
-    recovered verbatim the request is dropped (RFC 3261 §8.2.2 leaves no other choice).
+    recovered verbatim the request is dropped (RFC 3261 §8.2.2 leaves no other choice). A
+    malformed ACK is dropped too: ACKs are never answered.
     """
     if not error.is_request or error.raw_headers is None:
         return None
+    if error.method == "ACK":
+        return None  # an ACK is never answered, not even a malformed one (RFC 3261 §17.2.1)
     raw = Headers(error.raw_headers)
     headers = Headers()
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
