@@ -256,6 +256,24 @@ async def test_rtcp_reports_both_ways_and_bye_on_hangup(pair: Pair) -> None:
     await pair.a.send_dtmf("1")  # an ended leg sends nothing and returns
 
 
+async def test_concurrent_endings_end_the_leg_once(pair: Pair) -> None:
+    """Signalling and a local hangup may end a leg at the same moment: one BYE, one ENDED."""
+    await asyncio.sleep(0.1)
+    byes_before = len(pair.relay.rtcp_a_to_b)
+    await asyncio.gather(
+        pair.a.ended(HangupReason.NORMAL, HangupBy.REMOTE),
+        pair.a.ended(HangupReason.NORMAL, HangupBy.REMOTE),
+        pair.a.hangup(),
+    )
+    assert pair.a.state is LegState.ENDED
+    ended = [s for s, _ in pair.rec_a.states if s is LegState.ENDED]
+    assert len(ended) == 1
+    assert pair.rec_a.states[-1] == (LegState.ENDED, LegEnd(HangupReason.NORMAL, HangupBy.REMOTE))
+    await asyncio.sleep(0.05)
+    byes = [p for p in pair.relay.rtcp_a_to_b[byes_before:] if isinstance(parse_rtcp(p)[-1], Bye)]
+    assert len(byes) == 1
+
+
 async def test_leg_errors_and_idempotent_close() -> None:
     base = random.randrange(42000, 58000, 2)
     pool = PortPool(base, base + 9)

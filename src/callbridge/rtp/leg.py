@@ -167,6 +167,7 @@ class RtpLeg(Leg):
         self._dtmf_progress = asyncio.Event()
         self._dtmf_generation = 0
         self._closed = False
+        self._ending = False
         self.send_lateness: deque[float] = deque(maxlen=_LATENESS_SAMPLES)
         self.frames_delivered = 0
         self.send_errors = 0
@@ -241,9 +242,17 @@ class RtpLeg(Leg):
         self._pacer.start()
 
     async def ended(self, reason: HangupReason, by: HangupBy) -> None:
-        """The dialog ended: stop media, send RTCP BYE, close the sockets. Idempotent."""
+        """The dialog ended: stop media, send RTCP BYE, close the sockets.
+
+        Idempotent and safe to call concurrently (signalling and a local hangup can both end a
+        leg): the first caller does the work, later ones wait for it to finish.
+        """
         if self._state is LegState.ENDED:
             return
+        if self._ending:
+            await self.wait_ended()
+            return
+        self._ending = True
         await self._pacer.stop()
         self._drain_tail()
         self._send_rtcp(bye=True)
@@ -341,7 +350,7 @@ class RtpLeg(Leg):
             self._send_rtcp(bye=False)
 
     def _send_rtcp(self, *, bye: bool) -> None:
-        if self._rtcp is None or self._rtcp_peer is None:
+        if self._closed or self._rtcp is None or self._rtcp_peer is None:
             return
         now, wall = self._clock.monotonic(), self._clock.time()
         if bye:
