@@ -7,6 +7,8 @@ set -euo pipefail
 declare -A NEEDED=(
   [espeak-ng]=espeak-ng     # real synthesized speech for the VAD tests
   [openssl]=openssl         # self-signed certificates for the TLS tests
+  [sipp]=sip-tester        # SIP peer for the telephony conformance scenarios
+  [baresip]=baresip        # real softphone driven over ctrl_tcp in the telephony tests
 )
 
 missing=()

@@ -16,6 +16,7 @@ after both, so a shutdown takes at most about ``grace`` seconds overall.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from callbridge.auth.service import BootstrapResult, bootstrap
 from callbridge.bus.inprocess import InProcessBus
@@ -24,6 +25,9 @@ from callbridge.config import Settings
 from callbridge.media.clock import Clock, SystemClock
 from callbridge.observability.logging import get_logger
 from callbridge.store import Store
+
+if TYPE_CHECKING:
+    from callbridge.telephony.service import TelephonyService
 
 log = get_logger(__name__)
 
@@ -65,6 +69,8 @@ class Platform:
         self.bootstrap_result: BootstrapResult | None = None
         # Created by start(); drain() ends live calls through it before the store and bus close.
         self._calls: CallService | None = None
+        # --- SIP (callbridge.telephony): started when settings.sip_port != 0 ---
+        self.telephony: TelephonyService | None = None
         self._started = False
         self._closed = False
 
@@ -126,6 +132,17 @@ class Platform:
                 self.clock,
                 max_lead_seconds=self.settings.playout_max_lead_seconds,
             )
+            # --- SIP (callbridge.telephony) ---
+            if self.settings.sip_port != 0:
+                from callbridge.telephony.service import SipStartError, TelephonyService
+
+                telephony = TelephonyService(self.settings, self._store, self._calls, self.clock)
+                try:
+                    await telephony.start()
+                except SipStartError as exc:
+                    raise PlatformStartError(str(exc)) from None
+                self.telephony = telephony
+            # --- end SIP ---
         except BaseException:
             await self.close()
             raise
@@ -147,6 +164,11 @@ class Platform:
         if self._closed:
             return
         self._closed = True
+        # --- SIP: stop after drain (hangups went out as BYE/CANCEL), before the store ---
+        telephony, self.telephony = self.telephony, None
+        if telephony is not None:
+            await telephony.close()
+        # --- end SIP ---
         bus, self._bus = self._bus, None
         store, self._store = self._store, None
         self._calls = None

@@ -122,6 +122,8 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             str(chosen),
             "--data-dir",
             str(data_dir if data_dir is not None else tmp_path / "data"),
+            # HTTP tests do not need SIP, and must not depend on port 5060 being free.
+            *([] if "--sip-port" in args else ["--sip-port", "0"]),
             *args,
         ]
         with (

@@ -19,7 +19,8 @@ from callbridge.server.errors import ApiError, accept_request_id
 
 
 def settings_for(tmp_path: Path, **flags: object) -> Settings:
-    return load_settings(None, {}, {"data_dir": str(tmp_path / "data"), **flags})
+    # No SIP listener: these tests are about HTTP and must not depend on port 5060 being free.
+    return load_settings(None, {}, {"data_dir": str(tmp_path / "data"), "sip_port": 0, **flags})
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ async def test_platform_stop_hangs_up_live_calls_before_closing_the_store(
 async def test_platform_data_dir_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    platform = Platform(load_settings(None, {}, {"data_dir": str(blocker / "sub")}))
+    platform = Platform(load_settings(None, {}, {"data_dir": str(blocker / "sub"), "sip_port": 0}))
     with pytest.raises(PlatformStartError, match=r"^data dir: cannot create"):
         await platform.start()
 

@@ -162,7 +162,8 @@ class CallFileRequest:
 def run(args: argparse.Namespace) -> int:
     """Validate the input (raising :class:`CommandError` on bad input), then run the call on
     a uvloop event loop; return the exit code (see the module docstring)."""
-    settings = settings_from_args(args)
+    # One scripted call needs no SIP listener (and must not clash with a running server's).
+    settings = settings_from_args(args).model_copy(update={"sip_port": 0})
     request = build_request(args)
     # Load the platform and server modules (run_call imports them) before the event loop
     # starts, so importing them does not block the running loop; the rest of the CLI never

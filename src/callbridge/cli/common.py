@@ -28,6 +28,11 @@ SETTINGS_FLAGS: tuple[str, ...] = (
     "tls_cert",
     "tls_key",
     "shutdown_grace_seconds",
+    "sip_port",
+    "sip_host",
+    "sip_domain",
+    "rtp_ports",
+    "sip_trust",
 )
 
 _METAVARS = {
@@ -35,6 +40,8 @@ _METAVARS = {
     "shutdown_grace_seconds": "SECONDS",
     "tls_cert": "FILE",
     "tls_key": "FILE",
+    "rtp_ports": "FIRST-LAST",
+    "sip_trust": "CIDRS",
 }
 
 

@@ -15,10 +15,18 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from callbridge.cli import callfile, config, rtvbp, serve, version
+from callbridge.cli import admin, callfile, config, phone, rtvbp, serve, version
 from callbridge.cli.common import CommandError, ConfigError, Handler
 
-COMMAND_GROUPS: tuple[ModuleType, ...] = (serve, callfile, rtvbp, config, version)
+COMMAND_GROUPS: tuple[ModuleType, ...] = (
+    serve,
+    callfile,
+    rtvbp,
+    config,
+    version,
+    admin,
+    phone,
+)
 
 EXIT_USAGE = 2
 

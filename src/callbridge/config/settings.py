@@ -120,6 +120,33 @@ class Settings(BaseModel):
     cors_origins: list[str] = Field(
         ["*"], description="Origins allowed by CORS (comma-separated in env/flags); * = any."
     )
+    # -- SIP / telephony (callbridge.telephony) --
+    sip_port: int = Field(
+        5060, ge=0, le=65535, description="UDP and TCP port of the SIP service; 0 = SIP off."
+    )
+    sip_host: str = Field(
+        "", description="Address SIP and RTP bind and advertise (default: the host key)."
+    )
+    sip_domain: str = Field(
+        "", description="SIP domain (digest realm) of extensions (default: the SIP host)."
+    )
+    rtp_ports: str = Field(
+        "20000-20999", description="RTP port range, like 20000-20999 (even RTP, odd RTCP)."
+    )
+    sip_trust: list[str] = Field(
+        [],
+        description="CIDRs whose SIP requests need no digest (comma-separated), e.g. 127.0.0.0/8.",
+    )
+    sip_default_flow: str = Field(
+        "",
+        description="JSON flow actions for inbound SIP calls (default: answer, beep, echo).",
+    )
+    sip_digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(
+        ["SHA-256", "MD5"], description="Digest algorithms offered, in order (SHA-256, MD5)."
+    )
+    sip_nonce_secret: SecretStr | None = Field(
+        None, description="Digest nonce secret (default: generated once into the data dir)."
+    )
 
     @field_validator("database")
     @classmethod
@@ -166,12 +193,65 @@ class Settings(BaseModel):
             raise PydanticCustomError("origins_empty", "expected at least one origin", {})
         return cleaned
 
+    @field_validator("rtp_ports")
+    @classmethod
+    def _check_rtp_ports(cls, value: str) -> str:
+        lo, sep, hi = value.partition("-")
+        if not (sep and lo.strip().isdigit() and hi.strip().isdigit()):
+            raise PydanticCustomError(
+                "rtp_ports", "expected a port range like 20000-20999, got {v}", {"v": repr(value)}
+            )
+        first, last = int(lo), int(hi)
+        if not 1024 <= first < last <= 65535:
+            raise PydanticCustomError(
+                "rtp_ports",
+                "expected ports within 1024-65535, first < last, got {v}",
+                {"v": repr(value)},
+            )
+        return f"{first}-{last}"
+
+    @field_validator("sip_trust")
+    @classmethod
+    def _check_trust(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        cleaned = [item.strip() for item in value if item.strip()]
+        for item in cleaned:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise PydanticCustomError(
+                    "cidr", "expected CIDRs like 127.0.0.0/8, got {v}", {"v": repr(item)}
+                ) from None
+        return cleaned
+
+    @field_validator("sip_default_flow")
+    @classmethod
+    def _check_flow(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        from callbridge.flows.actions import validate_actions
+        from callbridge.flows.model import Action, ActionError
+
+        try:
+            data = json.loads(value)
+            if not isinstance(data, list):
+                raise ActionError("expected a JSON list of actions")
+            validate_actions([Action.from_dict(item) for item in data])
+        except (json.JSONDecodeError, ActionError) as exc:
+            raise PydanticCustomError("flow", "invalid actions: {e}", {"e": str(exc)}) from None
+        return value
+
     @model_validator(mode="after")
     def _derive_and_pair(self) -> Settings:
         if self.database == "":
             derived = f"sqlite+aiosqlite:///{self.data_dir.absolute() / 'callbridge.db'}"
             # The model is frozen; this is its own validation step, before anyone sees it.
             object.__setattr__(self, "database", derived)
+        if self.sip_host == "":
+            object.__setattr__(self, "sip_host", self.host)
+        if self.sip_domain == "":
+            object.__setattr__(self, "sip_domain", self.sip_host)
         if (self.tls_cert is None) != (self.tls_key is None):
             present, missing = (
                 ("tls_cert", "tls_key") if self.tls_key is None else ("tls_key", "tls_cert")

@@ -249,3 +249,52 @@ async def do_beep(ctx: ActionContext, act: Action) -> ActionResult:
     finally:
         producer.close()
     return ActionResult()
+
+
+# -- digits_send ------------------------------------------------------------------------------
+#: ``digits_send`` limits (platform API spec §8.1).
+DIGITS_MAX = 100
+DIGIT_DURATION_MS = (100, 1000)
+DIGIT_INTERVAL_MS = (0, 5000)
+DTMF_SYMBOLS = frozenset("0123456789ABCD#*")
+
+
+def _digits_option(option: dict[str, Any]) -> tuple[str, int, int]:
+    digits = option.get("digits")
+    if not isinstance(digits, str) or not digits:
+        raise ActionError("option 'digits' is required (0-9, A-D, # and *)")
+    digits = digits.upper()
+    bad = next((ch for ch in digits if ch not in DTMF_SYMBOLS), None)
+    if bad is not None:
+        raise ActionError(f"option 'digits': invalid digit {bad!r} (0-9, A-D, # and *)")
+    if len(digits) > DIGITS_MAX:
+        raise ActionError(f"option 'digits': at most {DIGITS_MAX} digits")
+    values = []
+    for key, (low, high), default in (
+        ("duration", DIGIT_DURATION_MS, 100),
+        ("interval", DIGIT_INTERVAL_MS, 100),
+    ):
+        value = option.get(key, default)
+        if value is None:
+            value = default
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise ActionError(f"option '{key}' must be {low}-{high} ms")
+        values.append(int(value))
+    return digits, values[0], values[1]
+
+
+def _check_digits(option: dict[str, Any]) -> None:
+    _digits_option(option)
+
+
+@action("digits_send", _check_digits)
+async def do_digits_send(ctx: ActionContext, act: Action) -> ActionResult:
+    """Send RFC 4733 key presses on the call's leg (answering it first); returns once sent."""
+    digits, duration, interval = _digits_option(act.option)
+    await ctx.service.answer(ctx.live)
+    await ctx.live.leg.send_dtmf(digits, duration_ms=duration, interval_ms=interval)
+    return ActionResult()

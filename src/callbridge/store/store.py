@@ -211,6 +211,11 @@ class Store:
         self.access_keys = AccessKeyRepository(self._sessions, now=now)
         self.calls = CallRepository(self._sessions)
         self.activeflows = ActiveflowRepository(self._sessions)
+        # Telephony (migration 0002); imported here to keep the store package free of cycles.
+        from callbridge.telephony.repos import ExtensionRepository, TrunkRepository
+
+        self.extensions = ExtensionRepository(self._sessions)
+        self.trunks = TrunkRepository(self._sessions)
 
     @classmethod
     async def open(

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -158,3 +159,43 @@ activeflows = Table(
     UniqueConstraint("workspace_id", "tm_create"),
     Index("ix_activeflows_reference", "reference_type", "reference_id"),
 )
+
+# -- telephony (migration 0002): SIP extensions and trunks -------------------------------------
+
+extensions = Table(
+    "extensions",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("workspace_id", Uuid(), nullable=False),
+    # The SIP user name; callbridge serves one SIP domain, so it is unique across workspaces.
+    Column("username", String(64), nullable=False),
+    # Digest needs the password (or a realm-bound hash); kept like a PBX's "secret".
+    Column("password", Text(), nullable=False),
+    Column("name", Text(), nullable=False),
+    Column("detail", Text(), nullable=False),
+    Column("tm_create", UTCDateTime(), nullable=False),
+    Column("tm_update", UTCDateTime(), nullable=False),
+    Column("tm_delete", UTCDateTime(), nullable=True),
+    UniqueConstraint("username"),
+    UniqueConstraint("workspace_id", "tm_create"),
+)
+
+trunks = Table(
+    "trunks",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("workspace_id", Uuid(), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("host", Text(), nullable=False),
+    Column("port", Integer(), nullable=False),
+    Column("transport", String(8), nullable=False),
+    Column("username", Text(), nullable=False),
+    Column("password", Text(), nullable=False),
+    Column("detail", Text(), nullable=False),
+    Column("tm_create", UTCDateTime(), nullable=False),
+    Column("tm_update", UTCDateTime(), nullable=False),
+    Column("tm_delete", UTCDateTime(), nullable=True),
+    UniqueConstraint("name"),
+    UniqueConstraint("workspace_id", "tm_create"),
+)
+

@@ -1,0 +1,448 @@
+"""The SIP service: UA + registrar on the SIP port, calls in and out through the call service.
+
+* **Inbound**: an INVITE from a trusted source (``sip_trust`` CIDRs or a trunk's host) or from
+  an extension that authenticated with digest becomes ``CallService.start_call(direction=
+  incoming)`` running the configured flow (``sip_default_flow``; built-in: answer, beep,
+  echo). The RtpLeg (its UDP socket already bound) is created and the offer negotiated before
+  anything else (488 with ``Warning: 305`` when no codec is common); the leg's ``start`` sends
+  180 (status ``ringing``), the flow's ``answer`` sends the 200 (status ``progressing``).
+* **Outbound**: :meth:`TelephonyService.dial` calls a registered extension — forked to every
+  live binding, the first to answer wins and the others get CANCEL — or a number through a
+  trunk (digest on 401/407).
+* **Status mapping** (platform API spec §6.2): 180/183 → ``ringing``; 2xx → ``progressing``;
+  486/600 → ``busy``; other rejections and timeouts after ringing → ``noanswer``, before
+  ringing → ``failed``; CANCEL → ``cancel``; BYE → ``normal``.
+* **Directory**: extensions and trunks are read from the store at start and every
+  ``REFRESH_SECONDS`` (the CLI edits the store directly), into an in-memory cache the sans-I/O
+  UA and registrar consult synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import secrets
+import uuid
+from collections.abc import Coroutine, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from callbridge.calls.model import Address as PartyAddress
+from callbridge.calls.model import Direction, HangupBy, HangupReason
+from callbridge.calls.service import CallService, LiveCall
+from callbridge.config import Settings
+from callbridge.flows.model import Action
+from callbridge.legs.base import LegState
+from callbridge.media.clock import Clock
+from callbridge.observability.logging import get_logger
+from callbridge.rtp.leg import RtpLeg
+from callbridge.rtp.port_pool import PortPool
+from callbridge.rtp.session import MediaDirection
+from callbridge.sip.auth import DigestServer
+from callbridge.sip.errors import NegotiationError
+from callbridge.sip.headers import SipUri
+from callbridge.sip.ids import SecretIdSource
+from callbridge.sip.registrar import LocationService, Registrar
+from callbridge.sip.sdp import Negotiated, SdpNegotiator
+from callbridge.sip.transaction import Address
+from callbridge.sip.transport import SipStack
+from callbridge.sip.ua import UserAgent
+from callbridge.sip.ua_model import (
+    CallAnswered,
+    CallConfirmed,
+    CallEnded,
+    CallProgress,
+    IncomingCall,
+    MediaChanged,
+    Outcome,
+    SipCall,
+    UaConfig,
+    UaEvent,
+    uri_destination,
+)
+from callbridge.store import Store
+from callbridge.telephony.leg import DialTarget, SipCallLeg
+from callbridge.telephony.model import Extension, Trunk
+
+log = get_logger(__name__)
+
+REFRESH_SECONDS = 2.0
+SECRET_FILE = "sip_nonce_secret"  # noqa: S105 - a file name, not a secret
+DEFAULT_FLOW: tuple[dict[str, object], ...] = (
+    {"type": "answer"},
+    {"type": "beep"},
+    {"type": "echo"},
+)
+
+
+class SipStartError(Exception):
+    """The SIP service cannot start (the port is taken, …): one line for the operator."""
+
+
+class Directory:
+    """The UA's :class:`~callbridge.sip.ua_model.Policy`: trusted networks and extensions."""
+
+    def __init__(self, trust: Sequence[str]) -> None:
+        self.networks = [ipaddress.ip_network(cidr, strict=False) for cidr in trust]
+        self.extensions: dict[str, Extension] = {}
+        self.trunks: dict[str, Trunk] = {}
+        self._passwords: dict[str, str] = {}  # mutated in place: the registrar holds it
+
+    @property
+    def passwords(self) -> Mapping[str, str]:
+        return self._passwords
+
+    def trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if any(address in network for network in self.networks):
+            return True
+        return any(trunk.host == host for trunk in self.trunks.values())
+
+    def update(self, extensions: Sequence[Extension], trunks: Sequence[Trunk]) -> None:
+        self.extensions = {e.username: e for e in extensions}
+        self.trunks = {t.name: t for t in trunks}
+        self._passwords.clear()
+        self._passwords.update({e.username: e.password for e in extensions})
+
+
+def load_secret(settings: Settings) -> bytes:
+    """The digest nonce secret: configured, else generated once into the data dir."""
+    if settings.sip_nonce_secret is not None:
+        return settings.sip_nonce_secret.get_secret_value().encode()
+    path: Path = settings.data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip().encode()
+    value = secrets.token_hex(32)
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
+    return value.encode()
+
+
+def default_actions(settings: Settings) -> list[Action]:
+    raw = json.loads(settings.sip_default_flow) if settings.sip_default_flow else DEFAULT_FLOW
+    return [Action.from_dict(dict(item)) for item in raw]
+
+
+class TelephonyService:
+    """Owns the SIP stack and turns SIP calls into calls of the call service."""
+
+    def __init__(self, settings: Settings, store: Store, calls: CallService, clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.calls = calls
+        self.clock = clock
+        self.host = settings.sip_host
+        self.ids = SecretIdSource()
+        self.pool = PortPool.parse(settings.rtp_ports)
+        self.directory = Directory(settings.sip_trust)
+        self.location = LocationService()
+        self.actions = default_actions(settings)
+        self._ua: UserAgent | None = None
+        self._stack: SipStack | None = None
+        self._legs: dict[str, tuple[RtpLeg, SipCallLeg]] = {}
+        self._ended_early: dict[str, CallEnded] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+
+    @property
+    def ua(self) -> UserAgent:
+        if self._ua is None:
+            raise RuntimeError("the SIP service is not running")
+        return self._ua
+
+    @property
+    def stack(self) -> SipStack:
+        if self._stack is None:
+            raise RuntimeError("the SIP service is not running")
+        return self._stack
+
+    @property
+    def port(self) -> int:
+        return self.stack.port
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the directory, bind UDP and TCP on the SIP port (:class:`SipStartError`)."""
+        settings = self.settings
+        await self.refresh()
+        digest = DigestServer(
+            settings.sip_domain,
+            load_secret(settings),
+            self.ids,
+            algorithms=tuple(settings.sip_digest_algorithms),
+        )
+        registrar = Registrar(self.location, digest, self.directory.passwords, self.ids)
+        config = UaConfig(
+            host=self.host,
+            port=settings.sip_port,
+            domain=settings.sip_domain,
+            served_hosts=frozenset({self.host.lower(), settings.sip_domain.lower()}),
+            user_agent="callbridge",
+        )
+        ua = UserAgent(config, self.ids, self.directory, digest, registrar=registrar)
+        stack = SipStack(
+            ua, self.clock, self._on_events, host=self.host, port=settings.sip_port,
+            in_use=self._in_use,
+        )  # fmt: skip
+        try:
+            await stack.start()
+        except OSError as exc:
+            where = f"{self.host}:{settings.sip_port}"
+            reason = (exc.strerror or str(exc)).lower()
+            raise SipStartError(f"sip: cannot listen on {where}: {reason}") from None
+        if stack.port != config.port:
+            ua.config = dataclasses.replace(config, port=stack.port)
+        self._ua, self._stack = ua, stack
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="sip-directory")
+        log.info("sip listening", host=self.host, port=stack.port, domain=settings.sip_domain)
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for leg, _ in list(self._legs.values()):
+            await leg.close()
+        if self._stack is not None:
+            await self._stack.close()
+            self._stack = None
+
+    async def refresh(self) -> None:
+        extensions = await self.store.extensions.all_active()
+        trunks = await self.store.trunks.all_active()
+        self.directory.update(extensions, trunks)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("sip directory refresh failed")
+
+    def _in_use(self, remote: Address) -> bool:
+        now = self.clock.monotonic()
+        if self.location.in_use(remote, "TCP", now):
+            return True
+        return any(c.peer == remote and c.transport == "TCP" for c in self.ua.calls.values())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def bind(self, call: SipCall, leg: RtpLeg, signalling: SipCallLeg) -> None:
+        self._legs[call.id] = (leg, signalling)
+
+    # -- UA events -----------------------------------------------------------------------------
+
+    def _on_events(self, events: list[UaEvent]) -> None:
+        for event in events:
+            if isinstance(event, IncomingCall):
+                self._spawn(self._incoming(event.call), f"sip-in-{event.call.id}")
+                continue
+            entry = self._legs.get(event.call.id)
+            if entry is None:
+                if isinstance(event, CallEnded):
+                    self._ended_early[event.call.id] = event
+                continue
+            leg, signalling = entry
+            if signalling.forked:
+                chosen = signalling.branch_event(event)
+                if chosen is None:
+                    if isinstance(event, CallEnded):
+                        self._legs.pop(event.call.id, None)
+                    continue
+                event = chosen
+            if isinstance(event, CallProgress):
+                if leg.state is LegState.DIALING:
+                    leg.ringing()
+            elif isinstance(event, CallAnswered):
+                _apply_media(leg, event.negotiated, event.call)
+                if leg.state in (LegState.DIALING, LegState.RINGING):
+                    leg.answered()
+            elif isinstance(event, CallConfirmed | MediaChanged):
+                if event.negotiated is not None:
+                    _apply_media(leg, event.negotiated, event.call)
+            elif isinstance(event, CallEnded):
+                self._legs.pop(event.call.id, None)
+                for branch in signalling.branches:
+                    self._legs.pop(branch.id, None)
+                if not signalling.local_hangup:
+                    reason, by = hangup_reason(event)
+                    self._spawn(leg.ended(reason, by), f"sip-end-{event.call.id}")
+
+    async def _incoming(self, call: SipCall) -> None:
+        ua = self.ua
+        leg: RtpLeg | None = None
+        try:
+            workspace_id, source, destination = await self._parties(call)
+            signalling = SipCallLeg(self, call=call)
+            leg = RtpLeg(f"sip-{call.id}", pool=self.pool, clock=self.clock, host=self.host,
+                         signalling=signalling)  # fmt: skip
+            negotiator = SdpNegotiator(self.host, leg.port, self.ids)
+            try:
+                negotiated = ua.prepare_answer(call, negotiator)
+            except NegotiationError:
+                self.stack.run(lambda now: ua.reject(call, 488, now, warning="Incompatible media"))
+                await leg.close()
+                return
+            if negotiated is not None:
+                _apply_media(leg, negotiated, call)
+            await leg.prepare()
+            self.bind(call, leg, signalling)
+            if call.ended:
+                self._legs.pop(call.id, None)
+                await leg.close()
+                return
+            live = await self.calls.start_call(
+                workspace_id=workspace_id,
+                direction=Direction.INCOMING,
+                source=source,
+                destination=destination,
+                leg=leg,
+                actions=self.actions,
+            )
+            early = self._ended_early.pop(call.id, None)
+            if early is not None and leg.state is not LegState.ENDED:
+                await leg.ended(*hangup_reason(early))
+            log.info("sip call in", call_id=str(live.id), sip_call=call.id, to=destination.target)
+        except Exception:
+            log.exception("inbound sip call failed", sip_call=call.id)
+            if not call.ended:
+                self.stack.run(lambda now: ua.reject(call, 500, now))
+            if leg is not None and leg.state is LegState.IDLE:
+                self._legs.pop(call.id, None)
+                await leg.close()
+
+    async def _parties(self, call: SipCall) -> tuple[uuid.UUID, PartyAddress, PartyAddress]:
+        invite = call.invite
+        caller = invite.from_
+        caller_user = getattr(caller.uri, "user_unescaped", None) or ""
+        dialled = call.request_user
+        if call.username:
+            extension = self.directory.extensions.get(call.username)
+            if extension is None:
+                extension = await self.store.extensions.find(call.username)
+            if extension is None:
+                raise LookupError(f"extension {call.username} vanished")
+            workspace_id = extension.workspace_id
+            source = PartyAddress("extension", call.username, name=caller.display_name or "")
+        else:
+            workspace = await self.store.workspaces.first()
+            if workspace is None:
+                raise LookupError("no workspace to receive the call")
+            workspace_id = workspace.id
+            source = PartyAddress("tel" if caller_user.lstrip("+").isdigit() else "sip",
+                                  caller_user, name=caller.display_name or "")  # fmt: skip
+        kind = "extension" if dialled in self.directory.extensions else "tel"
+        return workspace_id, source, PartyAddress(kind, dialled)
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    def routes(self, to: str, trunk_name: str | None = None) -> list[DialTarget]:
+        """Every live binding of an extension (the call forks to all of them), else the named
+        (or the first) trunk."""
+        now = self.clock.monotonic()
+        bindings = self.location.lookup(to, now) if trunk_name is None else []
+        targets = []
+        for binding in bindings:
+            uri = binding.contact.uri
+            if binding.transport == "UDP" and isinstance(uri, SipUri):
+                destination, transport = uri_destination(uri, "UDP")
+                targets.append(DialTarget(str(uri), destination, transport))
+            else:
+                # Stream transports: reuse the connection the REGISTER came over (spec §5).
+                targets.append(DialTarget(str(uri), binding.source, binding.transport))
+        if targets:
+            return targets
+        trunks = self.directory.trunks
+        trunk = trunks.get(trunk_name) if trunk_name else next(iter(trunks.values()), None)
+        if trunk is None:
+            raise LookupError(f"no route to {to!r}: not a registered extension and no trunk")
+        credentials = (trunk.username, trunk.password) if trunk.username else None
+        return [
+            DialTarget(
+                f"sip:{to}@{trunk.host}:{trunk.port}",
+                (trunk.host, trunk.port),
+                trunk.transport.upper(),
+                credentials,
+                from_user=trunk.username or "callbridge",
+            )
+        ]
+
+    def route(self, to: str, trunk_name: str | None = None) -> DialTarget:
+        """The first of :meth:`routes`."""
+        return self.routes(to, trunk_name)[0]
+
+    def hold(self, leg: object, hold: bool) -> None:
+        """Hold (``a=sendonly`` re-INVITE) or resume (``a=sendrecv``) a live SIP call's peer;
+        a 491 is retried by the UA after the RFC 3261 §14.1 back-off."""
+        found = [s.call for rtp, s in self._legs.values() if rtp is leg and s.call is not None]
+        if not found or found[0].ended:
+            raise LookupError("not a live SIP call")
+        call = found[0]
+        self.stack.run(lambda now: self.ua.hold(call, hold, now))
+
+    async def dial(
+        self,
+        *,
+        workspace_id: uuid.UUID,
+        to: str,
+        actions: Sequence[Action] = (),
+        trunk: str | None = None,
+    ) -> LiveCall:
+        """Place an outbound call; the flow runs once the far end answers."""
+        signalling = SipCallLeg(self, dial=self.routes(to, trunk))
+        leg = RtpLeg(f"sip-out-{uuid.uuid4().hex[:8]}", pool=self.pool, clock=self.clock,
+                     host=self.host, outgoing=True, signalling=signalling)  # fmt: skip
+        kind = "extension" if to in self.directory.extensions else "tel"
+        try:
+            return await self.calls.start_call(
+                workspace_id=workspace_id,
+                direction=Direction.OUTGOING,
+                source=PartyAddress("sip", f"callbridge@{self.settings.sip_domain}"),
+                destination=PartyAddress(kind, to),
+                leg=leg,
+                actions=actions,
+            )
+        except BaseException:
+            await leg.close()
+            raise
+
+
+def hangup_reason(event: CallEnded) -> tuple[HangupReason, HangupBy]:
+    """Platform API spec §6.2 mapping of a SIP call's end."""
+    by = HangupBy.REMOTE if event.by_remote else HangupBy.LOCAL
+    outcome, status = event.outcome, event.status
+    if outcome is Outcome.NORMAL:
+        return HangupReason.NORMAL, by
+    if outcome is Outcome.CANCELLED:
+        return HangupReason.CANCEL, by
+    if outcome in (Outcome.REJECTED, Outcome.TIMEOUT) and not event.call.incoming:
+        if status in (486, 600):
+            return HangupReason.BUSY, by
+        if event.call.progress_reported:
+            return HangupReason.NOANSWER, by
+    return HangupReason.FAILED, by
+
+
+def _apply_media(leg: RtpLeg, negotiated: Negotiated, call: SipCall) -> None:
+    leg.set_remote(
+        negotiated.remote_address,
+        negotiated.remote_port,
+        negotiated.payload_type,
+        negotiated.dtmf_payload_type,
+        signalling_host=call.peer[0],
+    )
+    leg.set_direction(MediaDirection(negotiated.direction.value))
