@@ -29,7 +29,14 @@ from callbridge.speech.asr import (  # noqa: E402
     SessionOptions,
 )
 from callbridge.speech.asr.sphinx import SphinxRecognizer  # noqa: E402
-from callbridge.speech.asr.whisper import WhisperRecognizer  # noqa: E402
+from callbridge.speech.asr.whisper import (  # noqa: E402
+    FULL_WINDOW_FRAMES,
+    MIN_WINDOW_FRAMES,
+    WhisperJob,
+    WhisperModelFactory,
+    WhisperRecognizer,
+    encoder_frames,
+)
 from callbridge.speech.grammars import MatchKind, load_grammar, normalize  # noqa: E402
 from callbridge.speech.tts.espeak import EspeakSynthesizer  # noqa: E402
 from callbridge.speech.tts.piper import PiperSynthesizer  # noqa: E402
@@ -110,6 +117,25 @@ async def test_whisper_transcribes_a_sentence(
     assert finals[0].nbest[0].transcript == finals[0].transcript
     audio_s = len(clips["free"]) / 16000
     print(f"whisper RTF (session incl. interims) {elapsed / audio_s:.2f}")
+
+
+async def test_encoder_window_is_the_utterance_plus_padding_with_a_floor() -> None:
+    assert encoder_frames(16000) == MIN_WINDOW_FRAMES  # 1 s -> the 10 s floor
+    assert encoder_frames(15 * 16000) == 1602  # 15 s + 1 hop + 1 s margin, even
+    assert encoder_frames(29 * 16000) == FULL_WINDOW_FRAMES
+    assert encoder_frames(60 * 16000) == FULL_WINDOW_FRAMES
+    assert all(encoder_frames(n) % 2 == 0 for n in range(0, 40 * 16000, 7919))
+
+
+async def test_whisper_encodes_a_short_window_not_30_s(clips: dict[str, bytes]) -> None:
+    model = await asyncio.to_thread(WhisperModelFactory(str(WhisperRecognizer().model_dir)))
+    short = await asyncio.to_thread(model.run, WhisperJob(clips["free"], final=True))
+    assert model.last_windows == [MIN_WINDOW_FRAMES]  # a ~5 s clip: 10 s, not 30 s
+    assert wer(SENTENCE, short.transcript) <= 0.1, short.transcript
+    assert short.words and short.words[-1].end_ms <= len(clips["free"]) // 16 + 100
+    interim = await asyncio.to_thread(model.run, WhisperJob(clips["free"], final=False))
+    assert model.last_windows == [MIN_WINDOW_FRAMES]
+    assert wer(SENTENCE, interim.transcript) <= 0.1, interim.transcript
 
 
 async def test_whisper_does_not_block_the_loop(
@@ -198,7 +224,7 @@ async def test_tts_output_transcribes_back(
     if engine == "piper":
         text, synth, limit = "Thank you for calling. Your parcel will arrive on Monday.", piper, 0.1
     else:  # eSpeak is robotic: a simpler prompt
-        text, synth, limit = "Hello. Thank you for calling. Good bye.", EspeakSynthesizer(), 0.25
+        text, synth, limit = "Hello. Thank you for calling. Goodbye.", EspeakSynthesizer(), 0.25
     chunks = [c async for c in synth.stream(text)]
     assert len(chunks) >= 2 and chunks[-1].final  # streamed sentence by sentence
     pcm = telephone(b"".join(c.pcm for c in chunks))

@@ -367,3 +367,78 @@ def test_property_dates() -> None:
         result = g.interpret(text)
         assert result.value == {"day": day, "month": month, "year": year, "valid": True}, text
         assert result.kind is MatchKind.FULL
+
+
+@pytest.mark.parametrize(
+    ("uri", "text"),
+    [
+        ("builtin:speech/spelling/mixed", "My neighbor has a very friendly cat."),
+        ("builtin:speech/spelling/mixed", "I would rather not answer that question."),
+        ("builtin:speech/spelling/digits", "I would like to order two large pizzas tonight."),
+    ],
+)
+def test_spelled_grammars_reject_sentences_with_a_stray_letter_or_number(
+    uri: str, text: str
+) -> None:
+    # A stray "a", "I" or number word in a sentence is not a spelled code (corpus finding).
+    assert load_grammar(uri).interpret(text).kind is MatchKind.NONE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4 5 1 2", "45 12", "4512", "4512.", "4,512", "4-5-1-2", "4.5.1.2", "45-12", "#4512",
+        "four five one two", "Four, five, one, two.", "four-five-one-two", "forty five twelve",
+        "Forty-five, twelve.", "45 1 2", "Four five, one two.", "45. 12.",
+        "For five one two.", "Four five one to.", "four five one too", "It's 4512.",
+        "It is 4512, thank you.", "4 5 1 2, thank you.", "Sure, it is 4512.", "Yeah, 4512.",
+        "OK, 4512", "Okay. 4, 5, 1, 2.", "The number is 4 5 1 2", "Um, 4512", "4512 please",
+        "four thousand five hundred twelve", "My code is forty five, twelve. Thanks.",
+    ],
+)  # fmt: skip
+def test_digits_as_whisper_writes_them(text: str) -> None:
+    """Whisper writes spoken digits as numerals, grouped or not, with punctuation,
+    homophones ("for", "to") and politeness around them: all read as the same code."""
+    result = load_grammar("builtin:speech/spelling/digits?length=4").interpret(text)
+    assert (result.kind, result.value) == (MatchKind.FULL, "4512"), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "AB12", "Ab12.", "It is AB12.", "A B 1 2", "A, B, 1, 2.", "A-B-1-2", "a b one two",
+        "alpha bravo one two", "Alpha Bravo 12", "A B twelve", "OK, AB12", "AB 12", "A B12",
+        "AB twelve, thank you",
+    ],
+)  # fmt: skip
+def test_mixed_spelling_as_whisper_writes_it(text: str) -> None:
+    result = load_grammar("builtin:speech/spelling/mixed?regex=[a-z]{2}[0-9]{2}").interpret(text)
+    assert (result.kind, result.value) == (MatchKind.FULL, "ab12"), text
+
+
+def test_code_tokens_split_caps_and_alnum_but_keep_words_and_ordinals() -> None:
+    from callbridge.speech.grammars.spelled import code_tokens
+
+    assert code_tokens("The code is 4B7KQ", letters=True) == [
+        "the", "code", "is", "4", "b", "7", "k", "q"
+    ]  # fmt: skip
+    assert code_tokens("ABC 123, OK", letters=True) == ["a", "b", "c", "123", "ok"]
+    assert code_tokens("ABC 123", letters=False) == ["abc", "123"]
+    assert code_tokens("the 1st of May", letters=False) == ["the", "1st", "of", "may"]
+    assert code_tokens("I want to pay for it", letters=False) == [
+        "i", "want", "to", "pay", "for", "it"
+    ]  # fmt: skip
+    assert code_tokens("5 to 9 for 2", letters=False) == ["5", "two", "9", "four", "2"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I want to pay for it tomorrow.",
+        "We are open from 9 in the morning until 6 in the evening.",
+        "I need to transfer 200 dollars to my daughter's account.",
+        "Thank you for calling, how can I help you today?",
+    ],
+)  # fmt: skip
+def test_digits_still_reject_sentences(text: str) -> None:
+    assert load_grammar("builtin:speech/spelling/digits").interpret(text).kind is MatchKind.NONE

@@ -111,6 +111,44 @@ async def test_interims_are_rate_bounded() -> None:
     )
 
 
+async def test_final_is_not_queued_behind_a_stale_interim() -> None:
+    """At the endpoint the running interim decode is cancelled and the final goes at once."""
+    from callbridge.media.vad import EnergyVAD
+
+    interim_started = asyncio.Event()
+    interim_cancelled = asyncio.Event()
+    finals_at: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def decode(pcm: bytes, final: bool, options: SessionOptions) -> DecodeResult:
+        if not final:
+            interim_started.set()
+            try:
+                await asyncio.sleep(30)  # a slow interim on a busy engine
+            except asyncio.CancelledError:
+                interim_cancelled.set()
+                raise
+            return DecodeResult("stale", 0.5)
+        finals_at.append(loop.time())
+        return DecodeResult("the final", 0.9)
+
+    options = SessionOptions(interim_results=True, interim_interval_ms=200, speech_end_ms=300)
+    session = SegmentingSession(decode, options, vad=EnergyVAD(-40))
+    for frame in frames(speech(600)):
+        await session.push(frame)
+    await asyncio.wait_for(interim_started.wait(), 1)
+    for frame in frames(silence(400)):
+        await session.push(frame)
+    ended_at = loop.time()
+    await asyncio.wait_for(interim_cancelled.wait(), 1)
+    await session.finish()
+    events = [e async for e in session.events()]
+    assert [e.transcript for e in events if isinstance(e, Final)] == ["the final"]
+    assert not any(isinstance(e, Interim) for e in events)
+    assert session.interims_cancelled == 1
+    assert finals_at and finals_at[0] - ended_at < 0.05  # submitted at the endpoint
+
+
 async def test_engine_failure_is_an_event_not_a_crash() -> None:
     calls = 0
 

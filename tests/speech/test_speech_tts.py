@@ -71,8 +71,27 @@ def test_bad_ssml_is_rejected(bad: str) -> None:
 async def test_stream_yields_per_sentence_and_marks_final() -> None:
     synth = FakeSynth()
     chunks = [c async for c in synth.stream("One. Two. Three.")]
-    assert [len(c.pcm) for c in chunks] == [8, 8, 12]
-    assert [c.final for c in chunks] == [False, False, True]
+    assert [len(c.pcm) for c in chunks] == [8, 8, 12, 0]
+    assert [c.final for c in chunks] == [False, False, False, True]
+
+
+async def test_first_sentence_is_handed_over_before_the_next_is_synthesised() -> None:
+    import threading
+
+    release = threading.Event()
+
+    class Slow(FakeSynth):
+        def synthesize_sentences(self, segments: list[Segment], voice: Voice) -> Iterator[bytes]:
+            yield b"\x01\x00"
+            release.wait(5)  # the second sentence is still being synthesised
+            yield b"\x02\x00"
+
+    stream = Slow().stream("One. Two.")
+    first = await anext(stream)  # type: ignore[arg-type]
+    assert first.pcm == b"\x01\x00" and not first.final
+    release.set()
+    rest = [c async for c in stream]
+    assert [c.pcm for c in rest] == [b"\x02\x00", b""] and rest[-1].final
 
 
 async def test_voice_selection() -> None:

@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from callbridge.cli import admin, callfile, config, phone, rtvbp, serve, version
+from callbridge.cli import admin, callfile, config, phone, rtvbp, serve, speech, version
 from callbridge.cli.common import CommandError, ConfigError, Handler
 
 COMMAND_GROUPS: tuple[ModuleType, ...] = (
     serve,
     callfile,
     rtvbp,
+    speech,
     config,
     version,
     admin,

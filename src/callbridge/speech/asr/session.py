@@ -8,6 +8,9 @@ frame, so it stays on the event loop — and hands each endpointed utterance to 
 * A pre-roll of recent frames is prepended to each utterance so the onset is not clipped.
 * Interim hypotheses re-decode the growing utterance at most every ``interim_interval_ms``,
   and never more than one at a time per session; late interims are dropped.
+* At the endpoint the utterance's interim decode, if still queued or running, is cancelled:
+  the final is submitted at once and never waits behind a stale interim of its own session
+  (a queued job whose future is cancelled is skipped by the worker pool).
 * Finals are decoded concurrently but emitted in utterance order. At most ``max_pending``
   finals per session may be in flight: beyond that :meth:`push` awaits (back-pressure).
 """
@@ -83,6 +86,9 @@ class SegmentingSession(RecognitionSession):
         self._index = 0
         self._closed = False
         self._ended = False
+        #: Interim decodes cancelled because the utterance ended first.
+        self.interims_cancelled = 0
+        self._stale: set[asyncio.Task[None]] = set()
 
     @staticmethod
     def _segmenter_start_frames(options: SessionOptions) -> int:
@@ -147,6 +153,7 @@ class SegmentingSession(RecognitionSession):
         pcm = b"".join(self._utterance[: max(1, keep)])
         start_ms = self._utt_start_ms
         self._utterance = None
+        self._cancel_interim()
         self._emit(SpeechEnded(end_ms))
         await self._slots.acquire()  # back-pressure: too many finals in flight
         previous = self._last_final
@@ -154,6 +161,15 @@ class SegmentingSession(RecognitionSession):
         self._last_final = task
         self._finals.append(task)
         self._finals = [t for t in self._finals if not t.done()]
+
+    def _cancel_interim(self) -> None:
+        """Drop the open utterance's interim decode: the final supersedes it."""
+        task, self._interim_task = self._interim_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            self.interims_cancelled += 1
+            self._stale.add(task)
+            task.add_done_callback(self._stale.discard)
 
     async def _final(
         self, pcm: bytes, start_ms: int, end_ms: int, previous: asyncio.Task[None] | None
@@ -212,12 +228,9 @@ class SegmentingSession(RecognitionSession):
         if self._utterance is not None:
             await self._end_utterance(event.time_ms if event else self._index * FRAME_MS)
         self._closed = True
-        if self._interim_task is not None:
-            self._interim_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._interim_task
-        if self._finals:
-            await asyncio.gather(*self._finals, return_exceptions=True)
+        self._cancel_interim()
+        if self._finals or self._stale:
+            await asyncio.gather(*self._finals, *self._stale, return_exceptions=True)
         self._end_events()
 
     def _end_events(self) -> None:
@@ -229,7 +242,7 @@ class SegmentingSession(RecognitionSession):
         if self._ended:
             return
         self._closed = True
-        tasks = [t for t in [*self._finals, self._interim_task] if t is not None]
+        tasks = [t for t in [*self._finals, *self._stale, self._interim_task] if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

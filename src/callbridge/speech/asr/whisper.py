@@ -7,7 +7,14 @@ decoding (beam 1): CTranslate2 releases the GIL, so threads scale on cores witho
 the event loop.
 
 Endpointing is done by the session (WebRTC VAD); each endpointed utterance is upsampled from
-8 to 16 kHz and decoded. Interim hypotheses re-decode the growing utterance without word
+8 to 16 kHz and decoded.
+
+Encoder window: faster-whisper pads every input to Whisper's 30 s window (3000 mel frames)
+and the encoder pass over that padding was ~95 % of a short decode (~0.7 s of 0.75 s with
+``tiny.en`` on one thread). CTranslate2 accepts shorter inputs, so the encoder sees only
+:func:`encoder_frames` — the utterance plus 1 s of padding, at least 10 s (decision 041).
+Windows much shorter than that make ``tiny.en`` repeat sentences (measured), so the floor
+stays. Interim hypotheses re-decode the growing utterance without word
 timestamps. Whisper gives no N-best with beam 1: the list holds the single hypothesis.
 """
 
@@ -42,6 +49,20 @@ WHISPER_RATE: Final = 16000
 #: Segments more likely silence than this, with a low log-probability, are dropped.
 NO_SPEECH_THRESHOLD: Final = 0.6
 LOGPROB_THRESHOLD: Final = -1.0
+#: Whisper's full encoder window (30 s of 10 ms mel frames).
+FULL_WINDOW_FRAMES: Final = 3000
+#: Shortest encoder window (10 s): shorter windows make tiny.en repeat itself.
+MIN_WINDOW_FRAMES: Final = 1000
+#: Padding kept after the audio (1 s) so the model sees the utterance end.
+WINDOW_MARGIN_FRAMES: Final = 100
+_HOP: Final = 160
+
+
+def encoder_frames(samples: int) -> int:
+    """Mel frames the encoder is given for ``samples`` of 16 kHz audio (even, ≤ 3000)."""
+    content = (samples + _HOP) // _HOP  # faster-whisper pads the audio by one hop
+    frames = max(MIN_WINDOW_FRAMES, content + WINDOW_MARGIN_FRAMES)
+    return min(FULL_WINDOW_FRAMES, frames + frames % 2)
 
 
 def default_model_dir() -> Path:
@@ -58,18 +79,21 @@ def default_model_dir() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class WhisperJob:
-    """One utterance to decode: 8 kHz PCM16, final or interim, language, hot words."""
+    """One utterance to decode: PCM16 mono (8 kHz unless ``sample_rate`` says otherwise),
+    final or interim, language, hot words."""
 
     pcm: bytes
     final: bool
     language: str = "en"
     hotwords: str | None = None
+    sample_rate: int = 8000
 
 
-def _to_float16k(pcm: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
-    resampler = Resampler(8000, WHISPER_RATE, quality="HQ")
-    wide = resampler.process(pcm) + resampler.flush()
-    return np.frombuffer(wide, dtype="<i2").astype(np.float32) / 32768.0
+def _to_float16k(pcm: bytes, rate: int = 8000) -> np.ndarray[Any, np.dtype[np.float32]]:
+    if rate != WHISPER_RATE:
+        resampler = Resampler(rate, WHISPER_RATE, quality="HQ")
+        pcm = resampler.process(pcm) + resampler.flush()
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
 class _WhisperModel:
@@ -77,9 +101,21 @@ class _WhisperModel:
 
     def __init__(self, model: Any) -> None:
         self._model = model
+        self._full_encode = model.encode
+        self._window = FULL_WINDOW_FRAMES
+        #: Encoder input widths (frames) of the last job (for tests and benchmarks).
+        self.last_windows: list[int] = []
+        model.encode = self._encode  # faster-whisper calls self.encode(features)
+
+    def _encode(self, features: Any) -> Any:
+        clipped = features[..., : self._window]
+        self.last_windows.append(int(clipped.shape[-1]))
+        return self._full_encode(np.ascontiguousarray(clipped))
 
     def run(self, job: WhisperJob) -> DecodeResult:
-        audio = _to_float16k(job.pcm)
+        audio = _to_float16k(job.pcm, job.sample_rate)
+        self._window = encoder_frames(len(audio))
+        self.last_windows = []
         segments, _info = self._model.transcribe(
             audio,
             language=job.language,
@@ -186,11 +222,12 @@ class WhisperRecognizer(Recognizer):
         final: bool = True,
         language: str = "en-US",
         hotwords: str | None = None,
+        sample_rate: int = 8000,
     ) -> DecodeResult:
-        """Decode one 8 kHz PCM16 utterance off the event loop."""
+        """Decode one PCM16 utterance (8 kHz unless ``sample_rate``) off the event loop."""
         await self._pool.start()
         lang, _ = region_of(language)
-        return await self._pool.submit(WhisperJob(pcm, final, lang, hotwords))
+        return await self._pool.submit(WhisperJob(pcm, final, lang, hotwords, sample_rate))
 
     async def _decode(self, pcm: bytes, final: bool, options: SessionOptions) -> DecodeResult:
         hotwords = None

@@ -57,6 +57,14 @@ FILLERS: Final = frozenset(
         "reference",
         "i",
         "think",
+        "thank",
+        "thanks",
+        "you",
+        "ok",
+        "okay",
+        "yes",
+        "yeah",
+        "sure",
     ]
 )
 _DIGIT_WORDS: Final = "zero | oh | one | two | three | four | five | six | seven | eight | nine"
@@ -76,8 +84,47 @@ def _compile(regex: str | None) -> re.Pattern[str] | None:
         raise GrammarError(f"invalid regex parameter {regex!r}: {exc}") from exc
 
 
+#: Whisper's spellings of digit words it mishears in digit strings ("for five one to").
+_DIGIT_HOMOPHONES: Final = {"for": "four", "fore": "four", "to": "two", "too": "two"}
+_MIXED_TOKEN_RE: Final = re.compile(r"(?=[a-z]*\d)(?=\d*[a-z])[a-z\d]+")
+_ORDINAL_RE: Final = re.compile(r"\d+(st|nd|rd|th)")
+_CAPS_RE: Final = re.compile(r"\b[A-Z]{2,8}\b")
+_NOT_SPELLED: Final = frozenset({"OK", "ID", "PIN", "US", "USA", "UK", "AM", "PM"})
+
+
+def _digit_like(token: str) -> bool:
+    return token.isdigit() or token in _DIGIT_WORDS.split(" | ")
+
+
+def code_tokens(transcript: str, *, letters: bool) -> list[str]:
+    """Tokens of a spoken code as Whisper writes it, normalised for :func:`read_spoken`:
+
+    * letters run together with digits are split ("AB12" → ``a b 1 2``), and with
+      ``letters`` so are short all-capital words ("ABC" → ``a b c``);
+    * "for"/"to" (and "fore"/"too") next to a digit are the digits four and two.
+    """
+    if letters:
+        transcript = _CAPS_RE.sub(
+            lambda m: m.group(0) if m.group(0) in _NOT_SPELLED else " ".join(m.group(0)),
+            transcript,
+        )
+    out: list[str] = []
+    for token in tokens(transcript):
+        if _MIXED_TOKEN_RE.fullmatch(token) and not _ORDINAL_RE.fullmatch(token):
+            out.extend(re.findall(r"\d+|[a-z]", token))
+        else:
+            out.append(token)
+    for i, token in enumerate(out):
+        if token in _DIGIT_HOMOPHONES and (
+            (i > 0 and _digit_like(out[i - 1])) or (i + 1 < len(out) and _digit_like(out[i + 1]))
+        ):
+            out[i] = _DIGIT_HOMOPHONES[token]
+    return out
+
+
 def _spelled(pieces: list[Piece], *, letters: bool) -> tuple[str, int, int]:
-    """(code, code tokens, unexplained tokens) of the pieces."""
+    """(code, code words, unexplained words) of the pieces; a number counts as many words
+    as it has digits ("4512" was four spoken digits), at least as many as it had tokens."""
     out: list[str] = []
     used = 0
     unexplained = 0
@@ -85,13 +132,15 @@ def _spelled(pieces: list[Piece], *, letters: bool) -> tuple[str, int, int]:
         span = piece.end - piece.start
         if piece.kind == "number" or (piece.kind == "letter" and letters):
             out.append(piece.text)
-            used += span
+            used += max(span, len(piece.text)) if piece.kind == "number" else span
         elif piece.text not in FILLERS:
             unexplained += span
     return "".join(out), used, unexplained
 
 
 def _confidence(used: int, unexplained: int) -> float:
+    # Callers reject a transcript with more unexplained words than code words (a sentence
+    # with a stray "I" or "a" is not a spelled code), so this stays within [1/3, 1].
     return 1.0 if not unexplained else max(0.3, used / (used + 2 * unexplained))
 
 
@@ -116,8 +165,10 @@ class DigitsGrammar(Grammar):
 
     def interpret(self, transcript: str, language: str = "en-US") -> Interpretation:
         self.check_language(language)
-        code, used, unexplained = _spelled(read_spoken(tokens(transcript)), letters=False)
-        if not code:
+        code, used, unexplained = _spelled(
+            read_spoken(code_tokens(transcript, letters=False)), letters=False
+        )
+        if not code or unexplained > used:
             return self.no_match(transcript)
         conf = _confidence(used, unexplained)
         if self._accepts(code):
@@ -141,8 +192,10 @@ class MixedSpellingGrammar(Grammar):
 
     def interpret(self, transcript: str, language: str = "en-US") -> Interpretation:
         self.check_language(language)
-        code, used, unexplained = _spelled(read_spoken(tokens(transcript)), letters=True)
-        if not code:
+        code, used, unexplained = _spelled(
+            read_spoken(code_tokens(transcript, letters=True)), letters=True
+        )
+        if not code or unexplained > used:
             return self.no_match(transcript)
         conf = _confidence(used, unexplained)
         if self.regex is None or self.regex.fullmatch(code):
@@ -218,8 +271,10 @@ class ZipcodeGrammar(Grammar):
 
     def interpret(self, transcript: str, language: str = "en-US") -> Interpretation:
         _, region = self.check_language(language)
-        code, used, unexplained = _spelled(read_spoken(tokens(transcript)), letters=False)
-        if not code:
+        code, used, unexplained = _spelled(
+            read_spoken(code_tokens(transcript, letters=False)), letters=False
+        )
+        if not code or unexplained > used:
             return self.no_match(transcript)
         conf = _confidence(used, unexplained)
         if zip_pattern(region).fullmatch(code):

@@ -80,7 +80,11 @@ class Segment:
 
 @dataclass(frozen=True, slots=True)
 class AudioChunk:
-    """8 kHz PCM16 mono; ``final`` on the last chunk of the prompt."""
+    """8 kHz PCM16 mono; the prompt ends with an empty chunk marked ``final``.
+
+    Chunks are handed over as soon as the engine produces them; the end of the prompt is
+    an extra empty ``final`` chunk, so the first sentence never waits for the second.
+    """
 
     pcm: bytes
     final: bool = False
@@ -183,6 +187,9 @@ class Synthesizer(ABC):
 
     #: Engine name used by discovery and the CLI (``piper``, ``espeak``).
     name: str = ""
+    #: Output rate: 8 kHz (the internal format) unless an engine was built for another
+    #: rate (e.g. ``callbridge say --wideband``).
+    sample_rate: int = 8000
 
     @abstractmethod
     def voices(self) -> list[Voice]:
@@ -207,7 +214,8 @@ class Synthesizer(ABC):
     async def stream(
         self, text: str, *, voice: str | None = None, language: str = "en-US"
     ) -> AsyncIterator[AudioChunk]:
-        """Synthesise ``text``/SSML; yields one chunk per sentence or pause as produced."""
+        """Synthesise ``text``/SSML; yields one chunk per sentence or pause as produced,
+        then an empty ``final`` chunk."""
         segments = parse_text(text)
         chosen = self._voice_named(voice) if voice else self.voice_for(language)
         loop = asyncio.get_running_loop()
@@ -226,7 +234,6 @@ class Synthesizer(ABC):
                 asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
 
         producer = loop.run_in_executor(None, produce)
-        previous: bytes | None = None
         try:
             while True:
                 item = await queue.get()
@@ -234,10 +241,8 @@ class Synthesizer(ABC):
                     raise item
                 if item is None:
                     break
-                if previous is not None:
-                    yield AudioChunk(previous)
-                previous = item
-            yield AudioChunk(previous or b"", final=True)
+                yield AudioChunk(item)  # at once: no look-ahead for the last chunk
+            yield AudioChunk(b"", final=True)
         finally:
             stop.set()
             while not producer.done():
@@ -262,9 +267,11 @@ class Synthesizer(ABC):
         """Release the engine."""
 
 
-def silence(ms: int) -> bytes:
-    """``ms`` milliseconds of 8 kHz PCM16 silence."""
-    return bytes(bytes_for_ms(ms))
+def silence(ms: int, rate: int = 8000) -> bytes:
+    """``ms`` milliseconds of PCM16 silence (8 kHz unless ``rate``)."""
+    if rate == 8000:
+        return bytes(bytes_for_ms(ms))
+    return bytes(2 * (rate * ms // 1000))
 
 
 class PromptCache:

@@ -42,6 +42,13 @@ _VOICES: Final = (
     ("es", "es-ES", "male"),
     ("it", "it-IT", "male"),
 )
+#: Our voice names that eSpeak NG knows under another identifier (it has no "en-gb"/"fr-fr").
+_ESPEAK_IDS: Final = {
+    "en-gb": "en",
+    "en-gb+f3": "en+f3",
+    "fr-fr": "fr",
+    "fr-fr+f3": "fr+f3",
+}
 
 
 class _Engine:
@@ -106,10 +113,13 @@ class EspeakSynthesizer(Synthesizer):
 
     name = "espeak"
 
-    def __init__(self, *, wpm: int = 165) -> None:
+    def __init__(self, *, wpm: int = 165, sample_rate: int = 8000) -> None:
         if not 80 <= wpm <= 450:
             raise ValueError("wpm must be within 80..450")
+        Resampler(sample_rate, sample_rate)  # validates the rate
         self._wpm = wpm
+        #: Output rate (8 kHz, callbridge's internal format, unless asked otherwise).
+        self.sample_rate = sample_rate
 
     def voices(self) -> list[Voice]:
         return [Voice(n, lang, g, self.name) for n, lang, g in _VOICES]  # type: ignore[arg-type]
@@ -118,11 +128,11 @@ class EspeakSynthesizer(Synthesizer):
         resampler: Resampler | None = None
         for segment in segments:
             if segment.pause_ms:
-                yield silence(segment.pause_ms)
+                yield silence(segment.pause_ms, self.sample_rate)
                 continue
             with _LOCK:
                 engine = _get_engine()
-                pcm = engine.speak(segment.text, voice.name, self._wpm)
+                pcm = engine.speak(segment.text, _ESPEAK_IDS.get(voice.name, voice.name), self._wpm)
             if resampler is None:
-                resampler = Resampler(engine.sample_rate, 8000, quality="HQ")
+                resampler = Resampler(engine.sample_rate, self.sample_rate, quality="HQ")
             yield resampler.process(pcm) + resampler.flush()

@@ -7,7 +7,15 @@ works without the ``speech`` extra.
 Concurrency: phonemisation (eSpeak inside Piper, holds the GIL, not re-entrant) is serialised
 by a process-wide lock and is short; the ONNX inference releases the GIL and runs in the
 calling worker thread, so several prompts synthesise in parallel. Audio is produced per
-sentence, peak-normalised like Piper's own CLI, and resampled to 8 kHz.
+sentence, peak-normalised like Piper's own CLI, and resampled to 8 kHz — all in the worker
+thread, never on the event loop.
+
+Time to first audio (decision 041): each voice is loaded *and warmed* by one synthesis in
+:meth:`PiperSynthesizer.preload` (the first ONNX run is several times slower than the next);
+the first phrase of a prompt (up to a comma, if that leaves a few words) is synthesised on
+its own so playback starts while the rest is produced; ONNX Runtime runs with one intra-op
+thread and no spin-waiting per synthesis (``intra_op_threads``), the best real-time factor
+on a shared 2-core host — concurrent prompts use the other cores.
 """
 
 from __future__ import annotations
@@ -31,6 +39,26 @@ __all__ = ["PiperSynthesizer", "PiperVoiceFile", "default_voice_file"]
 _PHONEMIZE_LOCK: Final = threading.Lock()
 #: Output peak after normalisation (headroom for the G.711 encoder).
 _PEAK: Final = 0.9 * 32767
+#: A first phrase is split off at a comma only if both parts have at least this many words.
+_MIN_PHRASE_WORDS: Final = 3
+_WARM_UP_TEXT: Final = "Hello, this is a warm up."
+
+
+def first_phrase_split(segments: list[Segment]) -> list[Segment]:
+    """Split the first sentence at its first comma (when both parts keep a few words), so
+    the first audio is a short phrase."""
+    for index, segment in enumerate(segments):
+        if segment.pause_ms:
+            continue
+        head, sep, tail = segment.text.partition(", ")
+        if (
+            sep
+            and len(head.split()) >= _MIN_PHRASE_WORDS
+            and len(tail.split()) >= _MIN_PHRASE_WORDS
+        ):
+            return [*segments[:index], Segment(head + ","), Segment(tail), *segments[index + 1 :]]
+        return segments
+    return segments
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +107,25 @@ class PiperSynthesizer(Synthesizer):
     name = "piper"
 
     def __init__(
-        self, voices: list[PiperVoiceFile] | None = None, *, length_scale: float | None = None
+        self,
+        voices: list[PiperVoiceFile] | None = None,
+        *,
+        length_scale: float | None = None,
+        sample_rate: int = 8000,
+        intra_op_threads: int = 1,
     ) -> None:
+        if intra_op_threads < 0:
+            raise ValueError("intra_op_threads must be >= 0 (0 = ONNX Runtime's default)")
+        self._threads = intra_op_threads
         self._files = voices if voices is not None else [default_voice_file()]
         if not self._files:
             raise ValueError("PiperSynthesizer needs at least one voice")
+        if length_scale is not None and not 0.3 <= length_scale <= 3.0:
+            raise ValueError("length_scale must be within 0.3..3.0")
+        Resampler(sample_rate, sample_rate)  # validates the rate
         self._length_scale = length_scale
+        #: Output rate (8 kHz, callbridge's internal format, unless asked otherwise).
+        self.sample_rate = sample_rate
         self._loaded: dict[str, Any] = {}
         self._load_lock = threading.Lock()
 
@@ -102,31 +143,45 @@ class PiperSynthesizer(Synthesizer):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     try:
+                        import onnxruntime  # type: ignore[import-untyped]
                         from piper import PiperVoice
+                        from piper.config import PiperConfig
                     except ImportError as exc:
                         raise EngineUnavailable(
                             "the piper engine needs the 'piper-tts' package "
                             "(install callbridge[speech])"
                         ) from exc
                 spec = next(f for f in self._files if f.name == name)
-                loaded = PiperVoice.load(spec.model, config_path=spec.config)
+                options = onnxruntime.SessionOptions()
+                if self._threads:
+                    options.intra_op_num_threads = self._threads
+                    options.inter_op_num_threads = 1
+                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                config = json.loads(spec.config.read_text(encoding="utf-8"))
+                session = onnxruntime.InferenceSession(
+                    str(spec.model), sess_options=options, providers=["CPUExecutionProvider"]
+                )
+                loaded = PiperVoice(config=PiperConfig.from_dict(config), session=session)
                 self._loaded[name] = loaded
             return loaded
 
     def preload(self) -> None:
-        """Blocking: load every voice now (call from a worker thread at start-up)."""
-        for f in self._files:
-            self._voice(f.name)
+        """Blocking: load every voice and warm it with one synthesis (call from a worker
+        thread at start-up, e.g. ``await asyncio.to_thread(synth.preload)``)."""
+        for voice in self.voices():
+            if voice.name not in self._loaded:
+                for _ in self.synthesize_sentences([Segment(_WARM_UP_TEXT)], voice):
+                    pass
 
     def synthesize_sentences(self, segments: list[Segment], voice: Voice) -> Iterator[bytes]:
         from piper.config import SynthesisConfig
 
         model = self._voice(voice.name)
         config = SynthesisConfig(length_scale=self._length_scale)
-        resampler = Resampler(int(model.config.sample_rate), 8000, quality="HQ")
-        for segment in segments:
+        resampler = Resampler(int(model.config.sample_rate), self.sample_rate, quality="HQ")
+        for segment in first_phrase_split(segments):
             if segment.pause_ms:
-                yield silence(segment.pause_ms)
+                yield silence(segment.pause_ms, self.sample_rate)
                 continue
             with _PHONEMIZE_LOCK:
                 sentences = model.phonemize(segment.text)

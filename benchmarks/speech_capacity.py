@@ -1,0 +1,323 @@
+"""Speech capacity and latency (a figure, not a test).
+
+* **Live transcription sessions per core**: N Whisper sessions (``tiny.en``, one worker thread
+  = one core) each fed a corpus clip in real time (20 ms frames paced by the clock) with about
+  50 % speech (each utterance followed by as much silence). A session *keeps up* when every
+  final arrives within ``--keep-up`` seconds (default 1.5) of its endpoint and the frames were
+  never held back by more than one utterance; the figure is the largest N that keeps up.
+* **Grammar sessions per core**: the same with PocketSphinx (one worker process) and the
+  digits grammar (the constrained search alone; the Whisper cross-check, when enabled, costs
+  one Whisper decode per utterance and is bounded by the Whisper figure).
+* **Memory** (RSS) per engine/worker.
+* **Final latency**: from the endpoint (``SpeechEnded``, which the VAD reports
+  ``speech_end_ms`` = 500 ms after the last voiced frame) to the ``Final`` (p50/p95), with
+  the capacity run's load of 1 session.
+* **TTS**: time to first audio and real-time factor for Piper and eSpeak NG, and the worst
+  lateness of a 1 ms asyncio ticker while synthesis runs (the event loop must not block).
+  The RESULT is the honest maximum over the whole run; an INFO line gives its p99 and the
+  same probe on an idle loop, since a loaded host's scheduler also makes the ticker late.
+
+Bounded: the default run takes about 3–4 minutes on 2 cores; ``--long`` plays longer trials.
+
+Run: ``.venv/bin/python benchmarks/speech_capacity.py [--long] [--out DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from callbridge.media.constants import FRAME_BYTES, FRAME_SECONDS
+from callbridge.speech.asr.base import (
+    Final,
+    NoMatch,
+    Recognizer,
+    SessionOptions,
+    SpeechEnded,
+)
+from callbridge.speech.asr.sphinx import SphinxRecognizer
+from callbridge.speech.asr.whisper import WhisperRecognizer
+from callbridge.speech.grammars import load_grammar
+from callbridge.speech.tts.base import Synthesizer
+from callbridge.speech.tts.espeak import EspeakSynthesizer
+from callbridge.speech.tts.piper import PiperSynthesizer
+from speech import corpus
+
+PROMPT = (
+    "Thank you for calling. Your parcel will be delivered tomorrow between nine and twelve. "
+    "Press one to change the delivery time, or stay on the line to speak to an agent."
+)
+
+
+def rss_mb(pid: int | None = None) -> float:
+    with open(f"/proc/{pid or os.getpid()}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def result_line(name: str, value: float, unit: str, op: str, target: float) -> str:
+    ok = value <= target if op == "<=" else value >= target
+    shown = f"{value:.0f}" if unit in ("", "sessions") and value == int(value) else f"{value:.3g}"
+    unit_part = f" {unit}" if unit else ""
+    return f"RESULT {name}={shown}{unit_part} target{op}{target:g} {'PASS' if ok else 'FAIL'}"
+
+
+def p(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def stream_of(clips: list[bytes], utterances: int, offset: int) -> bytes:
+    """``utterances`` clips, each followed by as much silence as it lasts (≈ 50 % speech)."""
+    out = bytearray()
+    for k in range(utterances):
+        clip = clips[(offset + k) % len(clips)]
+        out += clip + bytes(len(clip))
+    out += bytes(-len(out) % FRAME_BYTES)
+    return bytes(out)
+
+
+async def live_session(
+    recognizer: Recognizer, options: SessionOptions, pcm: bytes, start_delay: float
+) -> tuple[list[float], float]:
+    """Feed ``pcm`` in real time; (endpoint→final latencies, worst lag behind real time)."""
+    await asyncio.sleep(start_delay)
+    session = recognizer.open_session(options)
+    loop = asyncio.get_running_loop()
+    ended: list[float] = []
+    latencies: list[float] = []
+
+    async def collect() -> None:
+        async for event in session.events():
+            if isinstance(event, SpeechEnded):
+                ended.append(loop.time())
+            elif isinstance(event, Final | NoMatch) and ended:
+                latencies.append(loop.time() - ended[len(latencies)])
+
+    collector = asyncio.create_task(collect())
+    t0 = loop.time()
+    lag = 0.0
+    for i in range(0, len(pcm), FRAME_BYTES):
+        due = t0 + (i // FRAME_BYTES) * FRAME_SECONDS
+        now = loop.time()
+        if due > now:
+            await asyncio.sleep(due - now)
+        else:
+            lag = max(lag, now - due)
+        await session.push(pcm[i : i + FRAME_BYTES])
+    await session.finish()
+    await collector
+    return latencies, lag
+
+
+async def trial(
+    recognizer: Recognizer,
+    options: SessionOptions,
+    clips: list[bytes],
+    n: int,
+    utterances: int,
+    keep_up: float,
+) -> tuple[bool, list[float], float]:
+    """N staggered live sessions; (kept up, latencies, worst lag)."""
+    period = sum(len(c) for c in clips[:4]) / 4 / 16000 * 2
+    runs = await asyncio.gather(*(
+        live_session(recognizer, options, stream_of(clips, utterances, k), period * k / n)
+        for k in range(n)
+    ))  # fmt: skip
+    latencies = [x for lat, _ in runs for x in lat]
+    lag = max(lg for _, lg in runs)
+    expected = n * utterances
+    ok = len(latencies) >= expected and max(latencies, default=99) <= keep_up and lag <= keep_up
+    return ok, latencies, lag
+
+
+async def capacity(
+    name: str,
+    recognizer: Recognizer,
+    options: SessionOptions,
+    clips: list[bytes],
+    candidates: list[int],
+    utterances: int,
+    keep_up: float,
+) -> int:
+    """The largest N of ``candidates`` (ascending) that keeps up (stops at the first failure)."""
+    best = 0
+    for n in candidates:
+        started = time.monotonic()
+        ok, lat, lag = await trial(recognizer, options, clips, n, utterances, keep_up)
+        print(
+            f"INFO {name} N={n}: {'keeps up' if ok else 'falls behind'}; finals {len(lat)}, "
+            f"latency p50 {p(lat, 0.5) * 1000:.0f} ms p95 {p(lat, 0.95) * 1000:.0f} ms "
+            f"max {max(lat, default=0) * 1000:.0f} ms, lag {lag * 1000:.0f} ms "
+            f"({time.monotonic() - started:.0f} s)",
+            flush=True,
+        )
+        if not ok:
+            break
+        best = n
+    return best
+
+
+class LoopProbe:
+    """A 1 ms asyncio ticker recording how late each wake-up is (the loop's blocking).
+
+    Lateness also includes the OS not scheduling this process on a loaded host, so the
+    probe is run once with nothing else on the loop (``idle``) for comparison."""
+
+    def __init__(self) -> None:
+        self.lateness: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            self.lateness.append(max(0.0, loop.time() - due))
+
+    def start(self) -> None:
+        self.lateness = []
+        self._task = asyncio.create_task(self._tick())
+
+    async def stop(self) -> tuple[float, float]:
+        """(max, p99) lateness in ms since :meth:`start`."""
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        return max(self.lateness, default=0.0) * 1000, p(self.lateness, 0.99) * 1000
+
+
+async def idle_lateness(seconds: float) -> tuple[float, float]:
+    """(max, p99) ms of the probe with nothing else running on the loop."""
+    probe = LoopProbe()
+    probe.start()
+    await asyncio.sleep(seconds)
+    return await probe.stop()
+
+
+async def tts_figures(synth: Synthesizer, rounds: int) -> tuple[float, float, float, float, float]:
+    """(median first-audio ms, RTF, loop lateness max ms, p99 ms, seconds synthesising)."""
+    await synth.synthesize("Warming up.")  # load the model (not measured)
+    probe = LoopProbe()
+    probe.start()
+    firsts: list[float] = []
+    busy = audio = 0.0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        first = None
+        total = 0
+        async for chunk in synth.stream(PROMPT):
+            if first is None and chunk.pcm:
+                first = time.perf_counter() - t0
+            total += len(chunk.pcm)
+        busy += time.perf_counter() - t0
+        audio += total / 16000
+        firsts.append(first or 0.0)
+    worst, p99 = await probe.stop()
+    return statistics.median(firsts) * 1000, busy / audio, worst, p99, busy
+
+
+async def run(args: argparse.Namespace) -> int:
+    manifest = corpus.build(args.out, args.seed)
+    rows = corpus.load(manifest)
+    free = [r for r in rows if r["set"] == "free" and r["noise"] == "clean"][:24]
+    digits = [
+        r for r in rows
+        if r["grammar"] == corpus.DIGITS and r["set"] == "grammar" and r["noise"] == "clean"
+    ][:24]  # fmt: skip
+    free_clips = [corpus.audio(manifest, r) for r in free]
+    digit_clips = [corpus.audio(manifest, r) for r in digits]
+    utterances = 3 if args.long else 2
+    results: list[str] = []
+
+    # -- Whisper -----------------------------------------------------------------------
+    base = rss_mb()
+    whisper = WhisperRecognizer(workers=1, queue_size=64)
+    await whisper.start()
+    whisper_rss = rss_mb() - base
+    await whisper.transcribe(free_clips[0])  # warm-up
+    opts = SessionOptions()
+    _, lat1, _ = await trial(whisper, opts, free_clips, 1, 4 if args.long else 3, 99)
+    print(
+        f"INFO whisper final latency (1 session): p50 {p(lat1, 0.5) * 1000:.0f} ms "
+        f"p95 {p(lat1, 0.95) * 1000:.0f} ms over {len(lat1)} utterances "
+        f"(+{opts.speech_end_ms} ms endpointing silence before the endpoint)",
+        flush=True,
+    )
+    steps = [4, 6, 8, 10, 12, 16] if args.long else [4, 8, 10, 12]
+    w_n = await capacity("whisper", whisper, opts, free_clips, steps, utterances, args.keep_up)
+    await whisper.aclose()
+
+    # -- PocketSphinx (grammar) ---------------------------------------------------------
+    sphinx = SphinxRecognizer(workers=1, queue_size=64)
+    await sphinx.start()
+    (pid,) = sphinx.pool.worker_pids()
+    sphinx_rss = rss_mb(pid) if pid else float("nan")
+    gopts = SessionOptions(grammar=load_grammar(corpus.DIGITS))
+    await sphinx.recognize(digit_clips[0], gopts.grammar)  # warm-up (grammar compiled)
+    steps = [16, 25, 32, 40, 50] if args.long else [16, 25, 32, 40]
+    s_n = await capacity("grammar", sphinx, gopts, digit_clips, steps, utterances, args.keep_up)
+    await sphinx.aclose()
+
+    # -- TTS -------------------------------------------------------------------------
+    base = rss_mb()
+    piper = PiperSynthesizer()
+    await asyncio.to_thread(piper.preload)
+    piper_rss = rss_mb() - base
+    rounds = 10 if args.long else 5
+    piper_first, piper_rtf, piper_block, piper_p99, piper_busy = await tts_figures(piper, rounds)
+    idle_block, idle_p99 = await idle_lateness(piper_busy)
+    base = rss_mb()
+    espeak = EspeakSynthesizer()
+    espeak_first, espeak_rtf, espeak_block, espeak_p99, _ = await tts_figures(espeak, rounds)
+    espeak_rss = rss_mb() - base
+    print(
+        f"INFO memory RSS: whisper worker {whisper_rss:.0f} MB (thread, in-process), "
+        f"pocketsphinx worker {sphinx_rss:.0f} MB (process), piper voice {piper_rss:.0f} MB, "
+        f"espeak {espeak_rss:.0f} MB; this process now {rss_mb():.0f} MB"
+    )
+    print(f"INFO piper: first audio {piper_first:.1f} ms, RTF {piper_rtf:.3f}, "
+          f"loop lateness max {piper_block:.2f} ms p99 {piper_p99:.2f} ms")  # fmt: skip
+    print(f"INFO espeak: first audio {espeak_first:.2f} ms, RTF {espeak_rtf:.4f}, "
+          f"loop lateness max {espeak_block:.2f} ms p99 {espeak_p99:.2f} ms")  # fmt: skip
+    print(
+        f"INFO idle loop (no synthesis, same duration as piper): lateness max "
+        f"{idle_block:.2f} ms p99 {idle_p99:.2f} ms; load average {os.getloadavg()[0]:.2f} "
+        "(lateness above the idle figure is the synthesis's)"
+    )
+
+    results.append(result_line("whisper_sessions_per_core", w_n, "sessions", ">=", 8))
+    results.append(result_line("grammar_sessions_per_core", s_n, "sessions", ">=", 25))
+    results.append(result_line("final_latency_p95", p(lat1, 0.95) * 1000, "ms", "<=", 400))
+    results.append(result_line("piper_first_audio", piper_first, "ms", "<=", 120))
+    results.append(result_line("espeak_first_audio", espeak_first, "ms", "<=", 10))
+    results.append(result_line("tts_rtf", max(piper_rtf, espeak_rtf), "", "<=", 0.1))
+    results.append(result_line("loop_block_max", max(piper_block, espeak_block), "ms", "<=", 2))
+    print("\n".join(results))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Speech capacity and latency.")
+    parser.add_argument("--long", action="store_true", help="longer trials, more steps")
+    parser.add_argument("--out", type=Path, default=corpus.DEFAULT_OUT, help="corpus directory")
+    parser.add_argument("--seed", type=int, default=corpus.DEFAULT_SEED)
+    parser.add_argument("--keep-up", type=float, default=1.5, help="max seconds behind")
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
