@@ -14,6 +14,17 @@ Figures:
   too late for the tick after the one that sent it;
 * **CPU per call** — CPU time of this process per call, as a share of one core.
 
+Realism of the set-up (and how it differs from a naive one):
+
+* calls **arrive at random times** (Poisson arrivals, ``--arrival-rate`` calls/s, default 50),
+  so the legs' 20 ms clocks run at random phases, as real calls' do — not all aligned;
+* the voice process runs on **uvloop**, like ``callbridge serve`` (``--loop asyncio`` for the
+  standard loop);
+* the echo handlers (the customer's application, not part of callbridge) run in
+  ``--handlers`` processes (default 2), calls spread over them round-robin.
+
+The load average is printed with the results: the figures depend on what else runs.
+
 Run: ``.venv/bin/python benchmarks/rtvbp_bridge.py [--calls 200] [--seconds 10]``
 """
 
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import socket
 import struct
@@ -85,6 +97,53 @@ class TimedBridge(VoiceBridge):
         super()._on_handler_audio(frame)
 
 
+class GcPauses:
+    """Durations of the garbage collector's runs (a stop-the-world pause of the loop)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._start))
+
+
+class StallMonitor:
+    """Tells the loop's own long pauses apart from the process waiting for a CPU.
+
+    Wakes every millisecond; a gap longer than ``threshold`` is a stall. If the process's CPU
+    time grew by most of the gap, the loop was busy (our code, or the collector); if not, the
+    process was runnable but not running (another process had the CPU).
+    """
+
+    def __init__(self, threshold: float = 0.010) -> None:
+        self.threshold = threshold
+        self.busy: list[float] = []
+        self.waiting: list[float] = []
+
+    async def run(self) -> None:
+        last_wall, last_cpu = time.perf_counter(), time.process_time()
+        while True:
+            await asyncio.sleep(0.001)
+            wall, cpu = time.perf_counter(), time.process_time()
+            gap = wall - last_wall
+            if gap > self.threshold:
+                (self.busy if cpu - last_cpu > 0.5 * gap else self.waiting).append(gap)
+            last_wall, last_cpu = wall, cpu
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of another process (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def numbered_audio(call: int, seconds: float) -> bytes:
     """Caller audio whose frames each start with a unique 32-bit number."""
     frames = int(seconds / FRAME_SECONDS)
@@ -102,6 +161,7 @@ def free_port() -> int:
 
 
 async def start_handler(port: int) -> asyncio.subprocess.Process:
+    """One ``callbridge rtvbp-handler --example echo`` process, ready when it prints a line."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "callbridge", "rtvbp-handler", "--example", "echo",
         "--port", str(port),
@@ -113,9 +173,12 @@ async def start_handler(port: int) -> asyncio.subprocess.Process:
     return proc
 
 
-async def run(calls: int, seconds: float) -> dict[str, float]:
-    port = free_port()
-    handler = await start_handler(port)
+async def run(
+    calls: int, seconds: float, handlers: int, arrival_rate: float, watch_stalls: bool
+) -> dict[str, float]:
+    ports = [free_port() for _ in range(handlers)]
+    procs = await asyncio.gather(*(start_handler(port) for port in ports))
+    rng = np.random.default_rng(12345)
     tmp = Path(tempfile.mkdtemp(prefix="rtvbp-bench-"))
     store = await Store.open(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     bus = InProcessBus()
@@ -128,6 +191,9 @@ async def run(calls: int, seconds: float) -> dict[str, float]:
     tasks = []
     try:
         for i in range(calls):
+            if arrival_rate > 0:
+                await asyncio.sleep(float(rng.exponential(1.0 / arrival_rate)))
+            port = ports[i % len(ports)]
             leg = TimedLeg(f"b{i}", clock, play=numbered_audio(i, seconds + 1))
             live = await service.start_call(
                 workspace_id=wid,
@@ -150,9 +216,18 @@ async def run(calls: int, seconds: float) -> dict[str, float]:
             leg.tick_delays.clear()
         for bridge in bridges:
             bridge.latencies.clear()
+        gc_pauses = GcPauses()
+        gc.callbacks.append(gc_pauses)
+        monitor = StallMonitor()
+        monitor_task = asyncio.create_task(monitor.run()) if watch_stalls else None
         cpu0, wall0 = time.process_time(), time.monotonic()
+        handler_cpu0 = sum(process_cpu_seconds(p.pid) for p in procs)
         await asyncio.sleep(seconds)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        handler_cpu = sum(process_cpu_seconds(p.pid) for p in procs) - handler_cpu0
+        gc.callbacks.remove(gc_pauses)
+        if monitor_task is not None:
+            monitor_task.cancel()
         latencies = np.array([x for b in bridges for x in b.latencies]) * 1000
         delays = np.array([x for leg in legs for x in leg.tick_delays]) * 1000
         late = int((delays > FRAME_SECONDS * 1000).sum() + (latencies > 20.0).sum())
@@ -165,6 +240,14 @@ async def run(calls: int, seconds: float) -> dict[str, float]:
             "late": float(late),
             "cpu_per_call": 100.0 * cpu / wall / max(1, calls),
             "cpu_total": 100.0 * cpu / wall,
+            "handler_cpu": 100.0 * handler_cpu / wall,
+            "stalls_busy": float(len(monitor.busy)),
+            "stalls_busy_max": 1000 * max(monitor.busy, default=0.0),
+            "stalls_waiting": float(len(monitor.waiting)),
+            "stalls_waiting_max": 1000 * max(monitor.waiting, default=0.0),
+            "gc_runs": float(len(gc_pauses.pauses)),
+            "gc_max_ms": 1000 * max((p for _, p in gc_pauses.pauses), default=0.0),
+            "gc_gen2": float(sum(1 for g, _ in gc_pauses.pauses if g == 2)),
         }
     finally:
         await service.shutdown(10.0)
@@ -173,8 +256,10 @@ async def run(calls: int, seconds: float) -> dict[str, float]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await bus.close()
         await store.close()
-        handler.terminate()
-        await handler.wait()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            await proc.wait()
 
 
 def result(name: str, value: float, unit: str, op: str, target: float, ok: bool) -> str:
@@ -186,11 +271,42 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=TARGET_CALLS)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--handlers", type=int, default=2, help="echo handler processes")
+    parser.add_argument(
+        "--arrival-rate", type=float, default=50.0, help="calls/s (Poisson); 0 = back to back"
+    )
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument(
+        "--watch-stalls",
+        action="store_true",
+        help="also tell loop stalls from CPU starvation (a 1 ms watcher; adds a little CPU)",
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings
-    figures = asyncio.run(run(args.calls, args.seconds))
+    load_before = os.getloadavg()
+    factory = None
+    if args.loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        figures = runner.run(
+            run(args.calls, args.seconds, args.handlers, args.arrival_rate, args.watch_stalls)
+        )
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+          f"(1 min; {os.cpu_count()} CPUs); loop {args.loop}, {args.handlers} handler "
+          f"process(es), arrivals {args.arrival_rate:g}/s")  # fmt: skip
     print(f"bridged calls up: {figures['calls']:.0f}/{args.calls}, voice process CPU "
-          f"{figures['cpu_total']:.1f}% of one core")  # fmt: skip
+          f"{figures['cpu_total']:.1f}% of one core, handler processes "
+          f"{figures['handler_cpu']:.1f}%")  # fmt: skip
+    print(f"garbage collections in the window: {figures['gc_runs']:.0f} "
+          f"({figures['gc_gen2']:.0f} full), "
+          f"longest pause {figures['gc_max_ms']:.1f} ms")  # fmt: skip
+    if args.watch_stalls:
+        print(f"loop stalls > 10 ms: {figures['stalls_busy']:.0f} busy (longest "
+              f"{figures['stalls_busy_max']:.1f} ms), {figures['stalls_waiting']:.0f} waiting "
+              f"for a CPU (longest {figures['stalls_waiting_max']:.1f} ms)")  # fmt: skip
     print(f"added latency p50={figures['p50']:.2f} ms p99={figures['p99']:.2f} ms")
     print(result("rtvbp_bridged_calls", figures["calls"], "calls", ">=", TARGET_CALLS,
                  figures["calls"] >= TARGET_CALLS))  # fmt: skip

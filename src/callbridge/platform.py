@@ -16,6 +16,7 @@ after both, so a shutdown takes at most about ``grace`` seconds overall.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callbridge.auth.service import BootstrapResult, bootstrap
@@ -27,6 +28,7 @@ from callbridge.observability.logging import get_logger
 from callbridge.store import Store
 
 if TYPE_CHECKING:
+    from callbridge.recordings.service import RecordingService
     from callbridge.telephony.service import TelephonyService
 
 log = get_logger(__name__)
@@ -38,6 +40,8 @@ def register_adapter_actions() -> None:
     Done here, in the composition root, so the flow runner (domain) never imports an adapter.
     Idempotent: modules register on first import.
     """
+    # recording_start, recording_stop
+    import callbridge.recordings.actions
     import callbridge.rtvbp.action  # noqa: F401
 
 
@@ -71,6 +75,8 @@ class Platform:
         self._calls: CallService | None = None
         # --- SIP (callbridge.telephony): started when settings.sip_port != 0 ---
         self.telephony: TelephonyService | None = None
+        # --- recordings (callbridge.recordings): created by start() ---
+        self.recordings: RecordingService | None = None
         self._started = False
         self._closed = False
 
@@ -132,6 +138,9 @@ class Platform:
                 self.clock,
                 max_lead_seconds=self.settings.playout_max_lead_seconds,
             )
+            # --- recordings and RTVBP bridge defaults ---
+            self._start_recordings_and_rtvbp(data_dir)
+            # --- end recordings and RTVBP ---
             # --- SIP (callbridge.telephony) ---
             if self.settings.sip_port != 0:
                 from callbridge.telephony.service import SipStartError, TelephonyService
@@ -148,6 +157,26 @@ class Platform:
             raise
         log.info("platform started", data_dir=str(data_dir))
 
+    def _start_recordings_and_rtvbp(self, data_dir: Path) -> None:
+        """The recording service (attached to the call service) and the ``rtvbp_bridge``
+        defaults: ``rtvbp_token`` and the RS256 keys of ``rtvbp_jwt_keys_dir``."""
+        from callbridge.recordings.service import RecordingService
+        from callbridge.rtvbp.voice import load_signing_keys, set_default_token
+
+        assert self._store is not None and self._bus is not None and self._calls is not None
+        recordings = RecordingService(self._store, self._bus, self.clock, data_dir)
+        recordings.attach(self._calls)
+        self.recordings = recordings
+        token = self.settings.rtvbp_token
+        set_default_token(token.get_secret_value() if token is not None else None)
+        keys_dir = self.settings.rtvbp_jwt_keys_dir
+        if keys_dir is not None:
+            try:
+                key_ids = load_signing_keys(keys_dir)
+            except ValueError as exc:
+                raise PlatformStartError(f"rtvbp_jwt_keys_dir: {exc}") from None
+            log.info("rtvbp signing keys loaded", key_ids=key_ids)
+
     async def drain(self, grace_seconds: float) -> None:
         """End live calls within ``grace_seconds`` (the call service enforces its deadline;
         this bounds it once more with a small margin so shutdown cannot hang)."""
@@ -158,6 +187,9 @@ class Platform:
                 await self._calls.shutdown(grace_seconds)
         except TimeoutError:
             log.warning("calls did not end within the grace period", grace_seconds=grace_seconds)
+        # --- recordings: the calls' hangups ended them; wait for their files and rows ---
+        if self.recordings is not None:
+            await self.recordings.shutdown(max(1.0, grace_seconds))
 
     async def close(self) -> None:
         """Close the bus and the store. Idempotent; safe after a failed :meth:`start`."""
@@ -169,6 +201,13 @@ class Platform:
         if telephony is not None:
             await telephony.close()
         # --- end SIP ---
+        # --- recordings and RTVBP: forget this platform's default bridge token ---
+        if self.recordings is not None:
+            from callbridge.rtvbp.voice import set_default_token
+
+            set_default_token(None)
+            self.recordings = None
+        # --- end recordings and RTVBP ---
         bus, self._bus = self._bus, None
         store, self._store = self._store, None
         self._calls = None

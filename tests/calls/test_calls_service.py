@@ -215,16 +215,33 @@ async def test_cancel_outgoing_before_answer(
 
 
 async def test_maximum_duration_hangs_up_with_timeout(
-    store: Store, bus: InProcessBus, clock: VirtualClock, until: Until
+    store: Store, bus: InProcessBus, clock: VirtualClock
 ) -> None:
+    import asyncio
+
     svc = CallService(store, bus, clock, max_duration_seconds=2.0)
     wid = await workspace(store)
     leg = FileLeg("in-5", clock)
     live = await start(svc, wid, leg, acts("answer", ("sleep", {"duration": 600000})))
+
+    async def real_wait(predicate: Callable[[], bool]) -> None:
+        # Database writes take real time; virtual time stands still meanwhile.
+        for _ in range(1000):
+            if predicate():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("condition not met in real time")
+
+    await real_wait(lambda: bool(live.timers))  # answered, and the duration timer is armed
     t0 = clock.monotonic()
-    await until(lambda: not live.is_live, 5.0)
+    await clock.advance(1.98)
+    await asyncio.sleep(0.05)
+    assert live.is_live, "hung up before the maximum duration"
+    await clock.advance(0.04)
+    await real_wait(lambda: not live.is_live)
     assert live.call.hangup_reason is HangupReason.TIMEOUT
-    assert 2.0 <= clock.monotonic() - t0 <= 2.5
+    assert live.call.hangup_by is HangupBy.LOCAL
+    assert 2.0 <= clock.monotonic() - t0 <= 2.03
     await svc.shutdown(1.0)
 
 

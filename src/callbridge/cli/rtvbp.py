@@ -14,6 +14,8 @@ import asyncio
 import ssl
 from pathlib import Path
 
+import uvloop
+
 from callbridge.cli.common import CommandError
 from callbridge.rtvbp.examples.barge_in import BargeInHandler
 from callbridge.rtvbp.examples.echo import EchoHandler
@@ -112,5 +114,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await server.close()
 
-    asyncio.run(main())
+    # uvloop, like `callbridge serve`: a handler moves 50 audio frames a second per call.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
     return 0

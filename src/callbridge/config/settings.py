@@ -147,6 +147,13 @@ class Settings(BaseModel):
     sip_nonce_secret: SecretStr | None = Field(
         None, description="Digest nonce secret (default: generated once into the data dir)."
     )
+    # -- RTVBP (callbridge.rtvbp): defaults of the rtvbp_bridge flow action --
+    rtvbp_token: SecretStr | None = Field(
+        None, description="Bearer token of rtvbp_bridge actions that set none."
+    )
+    rtvbp_jwt_keys_dir: Path | None = Field(
+        None, description="Directory of <key_id>.pem RS256 private keys for rtvbp_bridge jwt."
+    )
 
     @field_validator("database")
     @classmethod

@@ -17,6 +17,8 @@
   every producer once and mixes what they emitted (saturating sum). Clearing one producer
   (barge-in) drops only its own unplayed audio.
 * Marks are resolved into asyncio futures here, so a flow can ``await`` "this prompt was heard".
+* **Taps** see frames synchronously on the leg's tick, without a queue: inbound taps each
+  received frame (the RTVBP bridge forwards it), outbound taps each mixed frame (recordings).
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
+import structlog
+
 from callbridge.legs.base import DtmfEvent, LegEnd, LegState
 from callbridge.media.constants import FRAME_BYTES, SILENCE_FRAME
 from callbridge.media.mixer import mix
 from callbridge.media.playout import PlayoutBuffer
 from callbridge.observability.metrics import MEDIA_FRAMES_DROPPED, PLAYOUT_UNDERRUNS
+
+log = structlog.get_logger("callbridge.legs.graph")
 
 #: Default depth of a consumer queue: 50 frames = 1 s of audio.
 DEFAULT_CONSUMER_FRAMES = 50
@@ -78,6 +84,10 @@ class FrameConsumer:
             self._wakeup.clear()
             await self._wakeup.wait()
         return self._frames.popleft()
+
+    def get_nowait(self) -> bytes | None:
+        """The next queued frame, or ``None`` when none is queued (never waits)."""
+        return self._frames.popleft() if self._frames else None
 
     def close(self) -> None:
         """Stop receiving; pending frames can still be read. Idempotent."""
@@ -161,6 +171,10 @@ class Producer:
 
 
 DtmfCallback = Callable[[DtmfEvent], None]
+#: Sees every outbound frame (after mixing) on the leg's clock; must be cheap and not block.
+OutboundTap = Callable[[bytes], None]
+#: Sees every inbound frame synchronously on the leg's clock; must be cheap and not block.
+InboundTap = Callable[[bytes], None]
 StateCallback = Callable[[LegState, LegEnd | None], None]
 
 
@@ -182,6 +196,8 @@ class MediaGraph:
         self._consumers: list[FrameConsumer] = []
         self._producers: dict[str, Producer] = {}
         self._dtmf_listeners: list[DtmfCallback] = [on_dtmf] if on_dtmf else []
+        self._outbound_taps: list[OutboundTap] = []
+        self._inbound_taps: list[InboundTap] = []
         self._on_state = on_state
         self.inbound_frames = 0
         self.outbound_frames = 0
@@ -210,6 +226,36 @@ class MediaGraph:
         def remove() -> None:
             if callback in self._dtmf_listeners:
                 self._dtmf_listeners.remove(callback)
+
+        return remove
+
+    def add_outbound_tap(self, tap: OutboundTap) -> Callable[[], None]:
+        """Observe every outbound frame (what the leg plays); returns the remover.
+
+        The tap runs synchronously inside the leg's tick with the mixed 320-byte frame, so it
+        must only queue the frame (recordings do). A tap that raises is removed (and the
+        frame still goes out). With no tap attached the cost is one empty-list test per tick.
+        """
+        self._outbound_taps.append(tap)
+
+        def remove() -> None:
+            if tap in self._outbound_taps:
+                self._outbound_taps.remove(tap)
+
+        return remove
+
+    def add_inbound_tap(self, tap: InboundTap) -> Callable[[], None]:
+        """Observe every inbound frame synchronously; returns the remover.
+
+        For forwarders whose per-frame work is only queueing bytes (the RTVBP bridge hands
+        the frame to its session's outbox): no queue and no task wake-up per frame, unlike a
+        :class:`FrameConsumer`. A tap that raises is removed.
+        """
+        self._inbound_taps.append(tap)
+
+        def remove() -> None:
+            if tap in self._inbound_taps:
+                self._inbound_taps.remove(tap)
 
         return remove
 
@@ -247,6 +293,8 @@ class MediaGraph:
         self.inbound_frames += 1
         for consumer in self._consumers:
             consumer.offer(frame)
+        if self._inbound_taps:
+            self._run_taps(self._inbound_taps, frame)
 
     def on_leg_dtmf(self, event: DtmfEvent) -> None:
         for callback in list(self._dtmf_listeners):
@@ -258,8 +306,17 @@ class MediaGraph:
 
     # -- the leg's clock pulls this ----------------------------------------------------------
     def next_outbound_frame(self) -> bytes:
-        """Tick every producer once and mix; silence when nobody has audio."""
+        """Tick every producer once and mix; silence when nobody has audio.
+
+        Outbound taps (:meth:`add_outbound_tap`) see the frame before it is returned.
+        """
         self.outbound_frames += 1
+        frame = self._mix_outbound()
+        if self._outbound_taps:
+            self._run_taps(self._outbound_taps, frame)
+        return frame
+
+    def _mix_outbound(self) -> bytes:
         if not self._producers:
             return SILENCE_FRAME
         if len(self._producers) == 1:
@@ -273,3 +330,12 @@ class MediaGraph:
         if not frames:
             return SILENCE_FRAME
         return mix(frames)
+
+    @staticmethod
+    def _run_taps(taps: list[Callable[[bytes], None]], frame: bytes) -> None:
+        for tap in list(taps):
+            try:
+                tap(frame)
+            except Exception:  # a faulty observer must never stop the call's audio
+                log.exception("media tap failed and was removed")
+                taps.remove(tap)

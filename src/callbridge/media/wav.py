@@ -203,26 +203,33 @@ def write_wav(dest: str | os.PathLike[str] | BinaryIO, pcm: bytes) -> None:
 
 
 class WavWriter:
-    """Streams 8 kHz mono PCM16 into a WAV file as it is produced (recordings of live calls).
+    """Streams 8 kHz PCM16 into a WAV file as it is produced (recordings of live calls).
 
-    The header's sizes are patched on :meth:`close` (the stdlib ``wave`` writer does that), so
-    a recording of any length never sits in memory. Closing twice is harmless.
+    Mono by default; ``channels=2`` takes interleaved stereo (left, right per sample). The
+    header's sizes are patched on :meth:`close` (the stdlib ``wave`` writer does that), so a
+    recording of any length never sits in memory. Closing twice is harmless.
     """
 
-    def __init__(self, dest: str | os.PathLike[str]) -> None:
+    def __init__(self, dest: str | os.PathLike[str], *, channels: int = 1) -> None:
+        if channels not in (1, 2):
+            raise ValueError(f"WavWriter writes 1 or 2 channels, not {channels}")
         self.path = os.fspath(dest)
+        self.channels = channels
         self._w: wave.Wave_write | None = wave.open(self.path, "wb")  # noqa: SIM115 - closed in close()
-        self._w.setnchannels(1)
+        self._w.setnchannels(channels)
         self._w.setsampwidth(BYTES_PER_SAMPLE)
         self._w.setframerate(SAMPLE_RATE)
         self.bytes_written = 0
 
     def write(self, pcm: bytes) -> None:
-        """Append whole PCM16 samples."""
+        """Append whole PCM16 samples (whole sample frames: one sample per channel)."""
         if self._w is None:
             raise ValueError("write to a closed WavWriter")
-        if len(pcm) % BYTES_PER_SAMPLE:
-            raise ValueError(f"PCM16 data must hold whole samples, got {len(pcm)} bytes")
+        if len(pcm) % (BYTES_PER_SAMPLE * self.channels):
+            raise ValueError(
+                f"PCM16 data must hold whole samples ({self.channels} channel(s)), "
+                f"got {len(pcm)} bytes"
+            )
         self._w.writeframesraw(pcm)
         self.bytes_written += len(pcm)
 

@@ -4,14 +4,17 @@
 JWT, custom headers, ``rtvbp.v1`` offered or headerless), sends ``session.initialize`` with the
 call's data, confirms the codec with ``session.updated`` and then moves media and control:
 
-* caller audio: a :class:`~callbridge.legs.graph.FrameConsumer` of the call's graph → exact
-  320-byte binary frames, at the leg's real-time pace;
+* caller audio: an inbound tap of the call's graph → exact 320-byte binary frames, forwarded
+  from the leg's tick, at its real-time pace;
 * handler audio (any chunk sizes, re-cut by the session) → the ``rtvbp-<session>`` producer of
   the graph, played by the leg's clock; beyond the producer's lead limit, bytes are dropped and
   counted (control processing is never blocked by audio, §4);
 * DTMF → ``dtmf`` events (``seq`` from 0); ``audio.info`` every 5 s; catalog ``ping`` when
   ``ping_interval_ms`` is set;
-* handler requests per §6.2 (``recording.*`` answer 501 until the platform has recordings);
+* handler requests per §6.2 (``recording.start``/``stop`` drive real recordings of the call
+  through the :class:`~callbridge.recordings.service.RecordingService` attached to the call
+  service; 501 when none is);
+* application events → domain events on the bus (:mod:`callbridge.rtvbp.app_events`);
 * end: the caller hangs up → ``call.hangup`` event then ``session.terminate``; the handler's
   ``call.hangup`` / ``application.move`` → reply, close, then hang up / continue the flow.
 
@@ -28,6 +31,7 @@ import uuid
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import structlog
@@ -40,7 +44,10 @@ from callbridge.flows.model import ACTION_ID_FINISH, ACTION_ID_NEXT, Action
 from callbridge.flows.variables import string_view
 from callbridge.media.clock import Clock, SystemClock
 from callbridge.media.playout import PlayoutOverflow
+from callbridge.recordings.model import tags_from_list
+from callbridge.recordings.service import RecordingError, RecordingNotFound, recordings_for
 from callbridge.rtvbp import catalog as c
+from callbridge.rtvbp.app_events import ApplicationEvents
 from callbridge.rtvbp.connection import Connection, wall_ms
 from callbridge.rtvbp.errors import RemoteError, RtvbpError, SessionClosed
 from callbridge.rtvbp.session import InboundEvent, InboundRequest, Session, State
@@ -58,8 +65,9 @@ MAX_MESSAGE_BYTES: Final = 1 << 20
 RESULT_VARIABLE: Final = "voipbin.rtvbp.result"
 RECORDING_UNAVAILABLE: Final = (
     501,
-    "recording is not available: callbridge has no call recordings yet",
+    "recording is not available: no recording service is configured",
 )
+UNKNOWN_RECORDING: Final = (400, "unknown recording id")
 
 Result = Literal["moved", "hungup", "terminated", "failed"]
 
@@ -73,6 +81,44 @@ _JSON_VARIABLES: weakref.WeakKeyDictionary[LiveCall, dict[str, Any]] = weakref.W
 def register_signing_key(key_id: str, private_key_pem: str | bytes) -> None:
     """Make a PEM private key available to bridges whose ``jwt.key_id`` names it."""
     SIGNING_KEYS[key_id] = private_key_pem
+
+
+#: Bearer token of bridges whose options set neither ``token`` nor ``jwt`` (settings key
+#: ``rtvbp_token``; set by the composition root). Never logged.
+_DEFAULT_TOKEN: list[str | None] = [None]
+
+
+def set_default_token(token: str | None) -> None:
+    """Use ``token`` for bridges configured without ``token`` or ``jwt`` (``None``: none)."""
+    _DEFAULT_TOKEN[0] = token or None
+
+
+def load_signing_keys(directory: Path) -> list[str]:
+    """Register every ``<key_id>.pem`` RSA private key of ``directory``; returns the key ids.
+
+    :class:`ValueError` names the first unusable file (not a directory, unreadable, not a PEM
+    RSA private key). Nothing is registered unless every file is usable.
+    """
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: not a directory")
+    keys: dict[str, bytes] = {}
+    for path in sorted(directory.glob("*.pem")):
+        try:
+            data = path.read_bytes()
+            key = load_pem_private_key(data, password=None)
+        except OSError as exc:
+            raise ValueError(f"{path.name}: cannot read: {exc.strerror or exc}") from None
+        except (ValueError, TypeError):
+            raise ValueError(f"{path.name}: not an unencrypted PEM private key") from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError(f"{path.name}: not an RSA private key (RS256 needs RSA)")
+        keys[path.stem] = data
+    for key_id, data in keys.items():
+        register_signing_key(key_id, data)
+    return list(keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,14 +198,23 @@ class VoiceBridge:
         self._terminal = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._remove_dtmf: Any = None
+        self._remove_caller_tap: Any = None
         self._dtmf_seq = 0
         self.dropped_audio_bytes = 0
         self.app_events: list[InboundEvent] = []
+        #: Application events → domain events on the bus (transcripts, barge-in, tools).
+        self.events = ApplicationEvents(
+            service, live, self.session_id, self.clock, lambda: self.producer.queued_bytes
+        )
+        #: Recordings started by the handler through ``recording.start``.
+        self.recording_ids: list[uuid.UUID] = []
 
     # -- dialing ------------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
         headers = dict(self.options.headers)
         token = self.options.token
+        if token is None and self.options.jwt is None:
+            token = _DEFAULT_TOKEN[0]
         if self.options.jwt is not None:
             key = SIGNING_KEYS.get(self.options.jwt.key_id)
             if key is None:
@@ -192,6 +247,9 @@ class VoiceBridge:
                 open_timeout=CONNECT_TIMEOUT,
                 max_size=MAX_MESSAGE_BYTES,
                 close_timeout=TERMINATE_WAIT,
+                # No permessage-deflate: audio is incompressible and 50 frames/s per call made
+                # zlib one of the bridge's biggest costs (decision 010).
+                compression=None,
             )
         except InvalidStatus as exc:
             raise BridgeFailed(
@@ -288,17 +346,15 @@ class VoiceBridge:
         conn.event("session.updated", c.SessionUpdatedEvent(codec))
 
     def _start_media(self, conn: Connection) -> None:
-        consumer = self.live.graph.add_consumer(f"rtvbp-{self.session_id}", kind="rtvbp")
-        self._consumer = consumer
-
-        async def caller_audio() -> None:
-            async for frame in consumer:
-                if not self.session.is_open:
-                    return
+        # Caller audio: an inbound tap, run by the leg's tick. Forwarding a frame only appends
+        # it to the session's outbox and wakes the writer, so it needs no queue and no task of
+        # its own (a consumer task cost one wake-up per frame per call).
+        def caller_frame(frame: bytes) -> None:
+            if self.session.state is State.ACTIVE:
                 conn.send_audio(frame)
 
+        self._remove_caller_tap = self.live.graph.add_inbound_tap(caller_frame)
         self._remove_dtmf = self.live.graph.add_dtmf_listener(self._on_dtmf)
-        self._spawn(caller_audio(), "caller-audio")
         self._spawn(self._audio_info(conn), "audio-info")
         if self.options.ping_interval_ms > 0:
             self._spawn(self._pinger(conn), "ping")
@@ -341,9 +397,8 @@ class VoiceBridge:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._remove_dtmf is not None:
             self._remove_dtmf()
-        consumer = getattr(self, "_consumer", None)
-        if consumer is not None:
-            consumer.close()
+        if self._remove_caller_tap is not None:
+            self._remove_caller_tap()
         if self.conn is not None and not self.conn.over:
             self.conn.fail("bridge ended")
             await self.conn.wait_closed()
@@ -421,9 +476,41 @@ class VoiceBridge:
             return c.EmptyResponse()
         if isinstance(p, c.SessionGetRequest):
             return c.SessionGetResponse(self._get_variables(p.keys))
-        if isinstance(p, c.RecordingStartRequest | c.RecordingStopRequest):
-            raise RemoteError(*RECORDING_UNAVAILABLE)
+        if isinstance(p, c.RecordingStartRequest):
+            return await self._recording_start(p)
+        if isinstance(p, c.RecordingStopRequest):
+            return await self._recording_stop(p)
         raise RemoteError(501, f"unknown method: {req.method}")  # pragma: no cover
+
+    # -- recordings (§6.2): real recordings of the call -----------------------------------------
+    async def _recording_start(self, p: c.RecordingStartRequest) -> c.Payload:
+        recordings = recordings_for(self.service)
+        if recordings is None:
+            raise RemoteError(*RECORDING_UNAVAILABLE)
+        try:
+            tags = tags_from_list(p.tags or ())
+        except ValueError as exc:
+            raise RemoteError(400, f"$.params.tags: {exc}") from None
+        try:
+            rec = await recordings.start(self.live, tags=tags)
+        except RecordingError as exc:
+            raise RemoteError(500, f"recording failed: {exc}") from None
+        self.recording_ids.append(rec.id)
+        return c.RecordingStartResponse(str(rec.id))
+
+    async def _recording_stop(self, p: c.RecordingStopRequest) -> c.Payload:
+        recordings = recordings_for(self.service)
+        if recordings is None:
+            raise RemoteError(*RECORDING_UNAVAILABLE)
+        try:
+            rec_id = uuid.UUID(p.id)
+        except ValueError:
+            raise RemoteError(*UNKNOWN_RECORDING) from None
+        try:
+            await recordings.stop(rec_id, call_id=self.live.id)
+        except RecordingNotFound:
+            raise RemoteError(*UNKNOWN_RECORDING) from None
+        return c.EmptyResponse()
 
     def _finish(self, outcome: BridgeOutcome) -> None:
         if self._outcome is None:
@@ -464,7 +551,8 @@ class VoiceBridge:
         self.app_events.append(ev)
         if len(self.app_events) > 1000:
             del self.app_events[:500]
-        log.info("rtvbp application event", rtvbp_event=ev.name, call_id=str(self.live.id))
+        log.debug("rtvbp application event", rtvbp_event=ev.name, call_id=str(self.live.id))
+        await self.events.handle(ev)
 
 
 def variables_json(live: LiveCall) -> dict[str, Any]:
@@ -479,6 +567,8 @@ __all__ = [
     "BridgeOutcome",
     "JwtOptions",
     "VoiceBridge",
+    "load_signing_keys",
     "register_signing_key",
+    "set_default_token",
     "variables_json",
 ]

@@ -87,6 +87,12 @@ def create_app(platform: Platform) -> FastAPI:
         # The classic 0.0.4 text format: understood by every Prometheus version and agent.
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
+    # --- h2b (callbridge.h2b): the Stream H2B recognition WebSocket at /bots ---
+    from callbridge.h2b.router import include_h2b
+
+    include_h2b(app)
+    # --- end h2b ---
+
     origins = list(settings.cors_origins)
     any_origin = "*" in origins
     app.add_middleware(

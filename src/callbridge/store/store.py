@@ -216,6 +216,11 @@ class Store:
 
         self.extensions = ExtensionRepository(self._sessions)
         self.trunks = TrunkRepository(self._sessions)
+        # --- recordings (migration 0003) ---
+        from callbridge.recordings.repos import RecordingRepository
+
+        self.recordings = RecordingRepository(self._sessions)
+        # --- end recordings ---
 
     @classmethod
     async def open(

@@ -199,3 +199,48 @@ trunks = Table(
     UniqueConstraint("workspace_id", "tm_create"),
 )
 
+# -- recordings (migration 0003): call recordings (callbridge.recordings) ----------------------
+
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("workspace_id", Uuid(), nullable=False),
+    Column("reference_type", String(32), nullable=False),
+    Column("reference_id", Uuid(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("format", String(8), nullable=False),
+    # Path of the file relative to the data directory: recordings/<workspace_id>/<id>.wav
+    Column("filename", Text(), nullable=False),
+    Column("tags", JSON(), nullable=False),
+    Column("duration_ms", Integer(), nullable=False),
+    Column("end_reason", String(16), nullable=False),
+    Column("activeflow_id", Uuid(), nullable=True),
+    Column("on_end_flow_id", Uuid(), nullable=True),
+    Column("tm_start", UTCDateTime(), nullable=True),
+    Column("tm_end", UTCDateTime(), nullable=True),
+    Column("tm_create", UTCDateTime(), nullable=False),
+    Column("tm_update", UTCDateTime(), nullable=False),
+    Column("tm_delete", UTCDateTime(), nullable=True),
+    UniqueConstraint("workspace_id", "tm_create"),
+    Index("ix_recordings_reference", "reference_type", "reference_id"),
+)
+
+# -- h2b (migration 0004): Stream H2B sessions for accounting (callbridge.h2b) -----------------
+
+h2b_sessions = Table(
+    "h2b_sessions",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("workspace_id", Uuid(), nullable=False),
+    Column("channel_id", String(96), nullable=False),
+    Column("custom_id", String(128), nullable=False),
+    Column("session_id", String(128), nullable=False),
+    Column("audio_codec", String(8), nullable=False),
+    Column("recognitions", Integer(), nullable=False),
+    Column("recognized_ms", Integer(), nullable=False),
+    Column("tm_open", UTCDateTime(), nullable=False),
+    Column("tm_close", UTCDateTime(), nullable=False),
+    Index("ix_h2b_sessions_workspace_id_tm_open", "workspace_id", "tm_open"),
+)
+# -- end h2b -----------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class AudioSender:
         self._position = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.frames_sent = 0
 
     def start(self) -> None:
@@ -62,7 +63,11 @@ class AudioSender:
         if len(self._buf) + len(pcm) > MAX_UNSENT_BYTES:
             raise BufferError("more than 10 minutes of unsent audio")
         self._buf += pcm
-        self._wake.set()
+        # Within the lead, whole frames go out right here (an echo or a streaming TTS writes
+        # one frame at a time: waking the sender task for each was a task switch per frame);
+        # the task only handles what pacing holds back.
+        if self._task is not None and not self._pump(inline=True):
+            self._wake.set()
 
     def flush(self) -> None:
         """Pad the trailing partial frame with silence so it is sent too."""
@@ -78,24 +83,39 @@ class AudioSender:
         self._position = self._clock.monotonic()
         return dropped
 
-    async def _run(self) -> None:
-        while True:
-            if len(self._buf) < FRAME_BYTES:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
+    def _pump(self, *, inline: bool = False) -> bool:
+        """Send the whole frames pacing allows now; ``True`` when none is left waiting.
+
+        ``inline`` (called from :meth:`write`): a frame the session refuses is put back and
+        left to the task, which decides (as before) that the session is over.
+        """
+        while len(self._buf) >= FRAME_BYTES:
             now = self._clock.monotonic()
             self._position = max(self._position, now)
-            ahead = self._position - now
-            if ahead >= self.lead_seconds - 1e-9:
-                await self._clock.sleep(ahead - self.lead_seconds + 1e-4)
-                continue
+            if self._position - now >= self.lead_seconds - 1e-9:
+                return False
             frame = bytes(self._buf[:FRAME_BYTES])
             del self._buf[:FRAME_BYTES]
             try:
                 self._send(frame)
             except Exception:  # the session ended: nothing more can be sent
+                if inline:
+                    self._buf[:0] = frame
+                    return False
                 self._buf.clear()
-                return
+                self._closed = True
+                return True
             self.frames_sent += 1
             self._position += FRAME_SECONDS
+        return True
+
+    async def _run(self) -> None:
+        while not self._closed:
+            if len(self._buf) < FRAME_BYTES:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self._pump():
+                continue
+            ahead = self._position - self._clock.monotonic()
+            await self._clock.sleep(ahead - self.lead_seconds + 1e-4)

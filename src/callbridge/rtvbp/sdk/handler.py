@@ -23,6 +23,7 @@ calling them before the initialize response has been sent raises ``NotInitialize
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +51,10 @@ class RtvbpHandler:
     def __init__(self) -> None:
         self._conn: Connection | None = None
         self._sender: AudioSender | None = None
-        self._audio_queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # Caller frames waiting for on_audio: a deque and one event (an asyncio.Queue costs
+        # a future and a loop look-up per frame, 50 times a second per session).
+        self._audio_queue: deque[bytes] = deque()
+        self._audio_ready = asyncio.Event()
         self._audio_task: asyncio.Task[None] | None = None
         self._start_task: asyncio.Task[None] | None = None
         self.audio_dropped = 0
@@ -219,15 +223,21 @@ class RtvbpHandler:
         self._audio_task = asyncio.create_task(self._audio_loop(), name="rtvbp-sdk-audio")
 
     def _on_audio_frame(self, frame: bytes) -> None:
-        if self._audio_queue.qsize() >= MAX_AUDIO_QUEUE:
-            self._audio_queue.get_nowait()
+        if len(self._audio_queue) >= MAX_AUDIO_QUEUE:
+            self._audio_queue.popleft()
             self.audio_dropped += 1
-        self._audio_queue.put_nowait(frame)
+        self._audio_queue.append(frame)
+        self._audio_ready.set()
 
     async def _audio_loop(self) -> None:
-        while (frame := await self._audio_queue.get()) is not None:
+        queue = self._audio_queue
+        while True:
+            if not queue:
+                self._audio_ready.clear()
+                await self._audio_ready.wait()
+                continue
             try:
-                await self.on_audio(frame)
+                await self.on_audio(queue.popleft())
             except Exception:
                 log.exception("on_audio failed")
 

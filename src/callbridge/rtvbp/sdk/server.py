@@ -154,6 +154,8 @@ class HandlerServer:
             ping_interval=self._ping[0],
             ping_timeout=self._ping[1],
             close_timeout=5.0,
+            # No permessage-deflate: audio frames are incompressible (decision 010).
+            compression=None,
         )
 
     async def close(self) -> None:
