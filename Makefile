@@ -37,7 +37,7 @@ pytest: $(STAMP)
 	@echo "== branch coverage of the protocol and media cores"
 	$(BIN)/coverage report --skip-empty --include='src/callbridge/media/*,src/callbridge/sip/*,src/callbridge/rtp/*,src/callbridge/rtvbp/*,src/callbridge/h2b/*'
 	@echo "== branch coverage, whole package"
-	$(BIN)/coverage report --skip-empty | tail -1
+	$(BIN)/coverage report --skip-empty | grep -E '^TOTAL'
 
 test: $(STAMP) services lint typecheck pytest
 
