@@ -239,3 +239,27 @@ def test_registry_lists_builtins_and_finds_plugins_by_entry_point(
     assert isinstance(create_recognizer("fake"), FakeRecognizer)
     with pytest.raises(ValueError, match="unknown ASR engine"):
         create_recognizer("nope")
+
+
+def test_sphinx_evidence_band_maps_confidence_and_decides() -> None:
+    """The evidence band (decision 042): accept / uncertain / reject without any engine."""
+    from callbridge.speech.asr.base import Alternative
+    from callbridge.speech.asr.sphinx import SphinxRecognizer, SphinxResult
+
+    rec = SphinxRecognizer(accept_evidence=-2000.0, reject_evidence=-8000.0)
+
+    def band(evidence: float | None) -> tuple[float, str, bool]:
+        raw = SphinxResult("yes", 1.0, nbest=(Alternative("yes", 1.0),), evidence=evidence)
+        result, kind = rec._with_evidence(raw)
+        assert result.nbest[0].confidence == result.confidence
+        return result.confidence, kind, result.rejected
+
+    assert band(-1000.0) == (1.0, "accepted", False)
+    assert band(-5000.0) == (0.5, "uncertain", False)
+    assert band(-9000.0) == (0.0, "rejected", True)
+    assert band(None) == (1.0, "uncertain", False)  # no evidence: the cross-check decides
+    default = SphinxRecognizer()  # band off: everything is uncertain, confidence untouched
+    kept, kind = default._with_evidence(SphinxResult("yes", 1.0, evidence=-99999.0))
+    assert (kept.confidence, kind, kept.rejected) == (1.0, "uncertain", False)
+    with pytest.raises(ValueError):
+        SphinxRecognizer(accept_evidence=-9000.0, reject_evidence=-8000.0)

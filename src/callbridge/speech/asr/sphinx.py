@@ -6,25 +6,40 @@ against its free trigram LM. It holds the GIL, so it runs in worker **processes*
 process loads the en-US acoustic model once (about 28 MB with a grammar) and caches compiled
 grammars by their text. The en-US model is 16 kHz: utterances are upsampled from 8 kHz.
 
-A JSGF search always forces *some* in-grammar answer, even for out-of-grammar speech (the
-measurement behind issue 3). Two rejection layers turn that into a no-match:
+The decoder runs without the lattice pass (``bestpath=False``): the lattice, its posterior
+and N-best list cost ~70 % of a decode (decision 042); the Viterbi 1-best left the
+cross-checked results of the corpus unchanged. PocketSphinx finals carry the 1-best only.
 
-1. ``min_confidence``: the posterior probability of the best path must reach a threshold;
-2. a Whisper cross-check (``verifier``): the same utterance is transcribed freely by Whisper
-   in parallel and interpreted with the grammar; if that transcript does not match the
-   grammar the result is rejected, and when both match with different values the Whisper
-   reading wins (it is the more accurate engine by an order of magnitude on our corpus).
+A JSGF search always forces *some* in-grammar answer, even for out-of-grammar speech (the
+measurement behind issue 3). The rejection layers turn that into a no-match:
+
+1. **Evidence band** (when a layer is on): the utterance is also decoded by a free phone loop
+   and the *evidence* is the grammar path's log score minus the phone loop's (PocketSphinx
+   score units, log base 1.0001; 0 = the grammar explains the audio as well as free phones).
+   At or above ``accept_evidence`` the grammar result stands without Whisper; at or below
+   ``reject_evidence`` it is a no-match without Whisper; in between it is uncertain. With
+   both thresholds set, the reported confidence is the evidence mapped linearly from the
+   reject (0) to the accept (1) threshold. **Off by default**: on the corpus the evidence
+   separates in- from out-of-grammar speech only in a fitted, non-generalising way
+   (decision 042), so by default every grammar utterance is uncertain.
+2. ``min_confidence``: the confidence must reach a threshold (meaningful with both
+   evidence thresholds set; otherwise PocketSphinx reports 1.0).
+3. a Whisper cross-check (``verifier``), only for uncertain utterances: the utterance is
+   transcribed freely by Whisper and interpreted with the grammar; if that transcript does
+   not match the grammar the result is rejected, and when both match with different values
+   the Whisper reading wins (it is the more accurate engine on our corpus).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import re
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from callbridge.media.resample import Resampler
@@ -46,9 +61,17 @@ __all__ = ["SphinxJob", "SphinxModelFactory", "SphinxRecognizer"]
 
 #: PocketSphinx frames are 10 ms.
 _FRAME_MS: Final = 10
-_NON_WORDS: Final = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "NULL"})
+_NON_WORDS: Final = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "NULL", "(NULL)"})
 _ALT_PRON_RE: Final = re.compile(r"\(\d+\)$")
-_NBEST: Final = 5
+#: Evidence thresholds (grammar minus phone-loop log score, PocketSphinx units) fitted on the
+#: digits/boolean/keywords and out-of-grammar clips of the speech corpus (decision 042). They do
+#: not generalise (an out-of-grammar test clip scores -803, above the accept threshold), so the
+#: band is off by default (every grammar utterance is cross-checked); pass them, or thresholds
+#: calibrated on your own audio, as ``accept_evidence`` / ``reject_evidence`` to enable it.
+CORPUS_ACCEPT_EVIDENCE: Final = -2750.0
+CORPUS_REJECT_EVIDENCE: Final = -8450.0
+_PHONE_LOOP: Final = "phone-loop"
+_LOG_BASE: Final = math.log(1.0001)
 #: Grammars PocketSphinx serves badly: the spelled letter-and-digit loop decodes at a real-time
 #: factor of 1-8 and mostly wrong on 8 kHz telephone audio (speech corpus, 2024). With a
 #: Whisper verifier these are decoded by Whisper alone and interpreted by the grammar.
@@ -68,6 +91,21 @@ class SphinxJob:
     grammar: str = ""
     keyphrases: tuple[str, ...] = ()
     sample_rate: int = 8000
+    #: Also decode with the phone loop and report the evidence (``jsgf`` mode only).
+    evidence: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SphinxResult(DecodeResult):
+    """A PocketSphinx result; ``evidence`` is set when the job asked for it and both scores
+    were representable (grammar minus phone-loop log score, PocketSphinx units)."""
+
+    evidence: float | None = None
+
+
+def _log_score(score: float) -> float | None:
+    """PocketSphinx's integer log score back from the ``exp``'d value Python exposes."""
+    return math.log(score) / _LOG_BASE if score > 0.0 else None
 
 
 def _import_pocketsphinx() -> Any:
@@ -88,6 +126,7 @@ class _SphinxModel:
     def __init__(self, decoder: Any) -> None:
         self._decoder = decoder
         self._searches: set[str] = set()
+        self._phone_loop = False
 
     def _search_for(self, job: SphinxJob) -> str:
         d = self._decoder
@@ -109,19 +148,32 @@ class _SphinxModel:
             self._searches.add(name)
         return name
 
-    def run(self, job: SphinxJob) -> DecodeResult:
+    def _decode(self, search: str, wide: bytes) -> Any:
         d = self._decoder
-        d.activate_search(self._search_for(job))
+        d.activate_search(search)
+        d.start_utt()
+        d.process_raw(wide, full_utt=True)
+        d.end_utt()
+        return d.hyp()
+
+    def _phone_loop_score(self, wide: bytes) -> float | None:
+        if not self._phone_loop:
+            self._decoder.add_allphone_file(_PHONE_LOOP, None)
+            self._phone_loop = True
+        hyp = self._decode(_PHONE_LOOP, wide)
+        return None if hyp is None else _log_score(float(hyp.score))
+
+    def run(self, job: SphinxJob) -> SphinxResult:
+        d = self._decoder
+        search = self._search_for(job)
         wide = job.pcm
         if job.sample_rate != 16000:
             resampler = Resampler(job.sample_rate, 16000, quality="HQ")
             wide = resampler.process(job.pcm) + resampler.flush()
-        d.start_utt()
-        d.process_raw(wide, full_utt=True)
-        d.end_utt()
-        hyp = d.hyp()
+        hyp = self._decode(search, wide)
         if hyp is None or not hyp.hypstr:
-            return DecodeResult("", 0.0)
+            return SphinxResult("", 0.0)
+        # Words before a second decode replaces the segmentation.
         words = tuple(
             Word(
                 _ALT_PRON_RE.sub("", seg.word),
@@ -132,16 +184,23 @@ class _SphinxModel:
             for seg in d.seg()
             if seg.word not in _NON_WORDS
         )
-        confidence = round(float(hyp.prob), 3)
-        nbest: list[Alternative] = [Alternative(hyp.hypstr, confidence)]
-        if job.mode != "keyphrase":
-            for entry in d.nbest():
-                if len(nbest) >= _NBEST:
-                    break
-                text = getattr(entry, "hypstr", None)  # PocketSphinx may yield None entries
-                if text and all(text != alt.transcript for alt in nbest):
-                    nbest.append(Alternative(text, 0.0))
-        return DecodeResult(hyp.hypstr, confidence, words, tuple(nbest))
+        transcript = str(hyp.hypstr)
+        evidence = None
+        if job.evidence and job.mode == "jsgf":
+            own = _log_score(float(hyp.score))
+            loop = self._phone_loop_score(wide)
+            if own is not None and loop is not None:
+                evidence = round(own - loop, 1)
+        # Without the lattice pass PocketSphinx has no posterior: 1.0 until the evidence
+        # band maps a confidence (SphinxRecognizer._with_evidence).
+        confidence = 1.0
+        return SphinxResult(
+            transcript,
+            confidence,
+            words,
+            (Alternative(transcript, confidence),),
+            evidence=evidence,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +216,11 @@ class SphinxModelFactory:
         hmm = self.hmm or ps.get_model_path("en-us/en-us")
         dictionary = self.dictionary or ps.get_model_path("en-us/cmudict-en-us.dict")
         lm = self.lm or ps.get_model_path("en-us/en-us.lm.bin")
-        decoder = ps.Decoder(hmm=hmm, dict=dictionary, samprate=16000, lm=None, loglevel="FATAL")
+        # bestpath=False: no lattice pass (its posterior and N-best cost ~70 % of a decode
+        # and did not improve the cross-checked corpus results; decision 042).
+        decoder = ps.Decoder(
+            hmm=hmm, dict=dictionary, samprate=16000, lm=None, bestpath=False, loglevel="FATAL"
+        )
         decoder.add_lm_file("free", lm)
         return _SphinxModel(decoder)
 
@@ -176,11 +239,20 @@ class SphinxRecognizer(Recognizer):
         min_confidence: float = 0.0,
         keyphrase_mode: bool = False,
         factory: SphinxModelFactory | None = None,
+        accept_evidence: float = math.inf,
+        reject_evidence: float = -math.inf,
     ) -> None:
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError("min_confidence must be within [0, 1]")
+        if not reject_evidence < accept_evidence:
+            raise ValueError("reject_evidence must be below accept_evidence")
         self.verifier = verifier
         self.min_confidence = min_confidence
+        self.accept_evidence = accept_evidence
+        self.reject_evidence = reject_evidence
+        #: Final grammar decodes by outcome of the evidence band (``accepted``, ``rejected``,
+        #: ``uncertain`` = sent to the Whisper cross-check).
+        self.band_counts: dict[str, int] = {"accepted": 0, "rejected": 0, "uncertain": 0}
         self.keyphrase_mode = keyphrase_mode
         self._pool: WorkerPool[SphinxJob, DecodeResult] = WorkerPool(
             factory or SphinxModelFactory(),
@@ -208,7 +280,13 @@ class SphinxRecognizer(Recognizer):
         await self._pool.aclose()
 
     def _job(
-        self, pcm: bytes, grammar: Grammar | None, language: str, sample_rate: int = 8000
+        self,
+        pcm: bytes,
+        grammar: Grammar | None,
+        language: str,
+        sample_rate: int = 8000,
+        *,
+        evidence: bool = False,
     ) -> SphinxJob:
         if grammar is None:
             return SphinxJob(pcm, "free", sample_rate=sample_rate)
@@ -219,7 +297,9 @@ class SphinxRecognizer(Recognizer):
             )
         if constraint.jsgf is None:
             raise ValueError(f"grammar {grammar.type} has no JSGF form for PocketSphinx")
-        return SphinxJob(pcm, "jsgf", grammar=constraint.jsgf, sample_rate=sample_rate)
+        return SphinxJob(
+            pcm, "jsgf", grammar=constraint.jsgf, sample_rate=sample_rate, evidence=evidence
+        )
 
     async def recognize(
         self,
@@ -234,23 +314,63 @@ class SphinxRecognizer(Recognizer):
         if grammar is not None and grammar.type in WHISPER_GRAMMARS and self.verifier is not None:
             return await self.verifier.transcribe(pcm, language=language, sample_rate=sample_rate)
         await self._pool.start()
-        job = self._job(pcm, grammar, language, sample_rate)
-        if grammar is None or self.verifier is None:
-            result = await self._pool.submit(job)
+        band_on = math.isfinite(self.accept_evidence) or math.isfinite(self.reject_evidence)
+        layered = grammar is not None and (self.verifier is not None or band_on)
+        job = self._job(pcm, grammar, language, sample_rate, evidence=layered and band_on)
+        if grammar is not None and self.verifier is not None and not band_on:
+            # No band: every utterance is cross-checked, so both decode in parallel.
+            sphinx_result, whisper_result = await asyncio.gather(
+                self._pool.submit(job),
+                self.verifier.transcribe(pcm, language=language, sample_rate=sample_rate),
+            )
+            self.band_counts["uncertain"] += 1
+            checked = self._threshold(sphinx_result)
+            return self.cross_check(checked, whisper_result, grammar, language)
+        result = await self._pool.submit(job)
+        if not layered or grammar is None:
             return self._threshold(result)
-        sphinx_result, whisper_result = await asyncio.gather(
-            self._pool.submit(job),
-            self.verifier.transcribe(pcm, language=language, sample_rate=sample_rate),
+        result, band = self._with_evidence(result)
+        if job.mode == "jsgf":
+            self.band_counts[band] += 1
+        result = self._threshold(result)
+        if band != "uncertain" or result.rejected or self.verifier is None:
+            return result
+        whisper_result = await self.verifier.transcribe(
+            pcm, language=language, sample_rate=sample_rate
         )
-        return self.cross_check(self._threshold(sphinx_result), whisper_result, grammar, language)
+        return self.cross_check(result, whisper_result, grammar, language)
+
+    def _with_evidence(self, result: DecodeResult) -> tuple[DecodeResult, str]:
+        """Map the phone-loop evidence to a confidence and its band (``accepted``,
+        ``rejected`` or ``uncertain``); no evidence (keyphrase mode, no hypothesis,
+        unrepresentable score) is uncertain."""
+        evidence = result.evidence if isinstance(result, SphinxResult) else None
+        if evidence is None or not result.transcript:
+            return result, "uncertain"
+        low, high = self.reject_evidence, self.accept_evidence
+        mapped = result
+        if math.isfinite(low) and math.isfinite(high):
+            confidence = round(min(1.0, max(0.0, (evidence - low) / (high - low))), 3)
+            nbest = tuple(
+                Alternative(alt.transcript, confidence) if i == 0 else alt
+                for i, alt in enumerate(result.nbest)
+            )
+            mapped = replace(result, confidence=confidence, nbest=nbest)
+        if evidence >= high:
+            return mapped, "accepted"
+        if evidence <= low:
+            rejected = replace(
+                mapped,
+                rejected=True,
+                reason=f"out of grammar (evidence {evidence} <= {low})",
+            )
+            return rejected, "rejected"
+        return mapped, "uncertain"
 
     def _threshold(self, result: DecodeResult) -> DecodeResult:
-        if result.transcript and result.confidence < self.min_confidence:
-            return DecodeResult(
-                result.transcript,
-                result.confidence,
-                result.words,
-                result.nbest,
+        if result.transcript and not result.rejected and result.confidence < self.min_confidence:
+            return replace(
+                result,
                 rejected=True,
                 reason=f"confidence {result.confidence} below {self.min_confidence}",
             )
