@@ -619,3 +619,28 @@ def test_tables_reject_illegal_transitions(machine: str, state: State, inp: Inpu
     with pytest.raises(TransactionError):
         transaction.table = tables[machine]
         transaction._step(inp)
+
+
+def test_next_timer_tracks_many_transactions_in_deadline_order() -> None:
+    """The layer's deadline heap: the earliest armed timer across transactions is reported
+    after responses re-arm or cancel timers, and timers fire in deadline order."""
+    layer = TransactionLayer(TimerConfig(t1=0.5))
+    keys = [
+        layer.send_request(request("OPTIONS", f"z9hG4bKm{i}"), PEER, "UDP", now=i * 0.1)
+        for i in range(5)
+    ]
+    layer.outgoing()
+    assert layer.next_timer() == pytest.approx(0.5)  # Timer E of the first request
+    # A final response to the first request: its E/F give way to Timer K (t4 = 5 s).
+    first = layer.clients[keys[0]].request
+    layer.receive(reply(first, 200), PEER, "UDP", now=0.45)
+    assert layer.next_timer() == pytest.approx(0.6)  # now the second request's Timer E
+    assert layer.clients[keys[0]].state is State.COMPLETED
+    fired = [t for t, item in run_timers(layer, 1.0) if isinstance(item, tuple)]
+    assert fired == sorted(fired)
+    assert fired[:4] == pytest.approx([0.6, 0.7, 0.8, 0.9])
+    # Every request but the first times out at 64·T1 after it was sent (Timer F).
+    events = run_timers(layer, 40.0)
+    timeouts = [t for t, item in events if isinstance(item, TransactionTimeout)]
+    assert timeouts == pytest.approx([32.1, 32.2, 32.3, 32.4])
+    assert not layer.clients and layer.next_timer() is None

@@ -9,7 +9,6 @@ warning until then), later-scope types are accepted and skipped, retired types a
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -211,31 +210,31 @@ def _check_echo(option: dict[str, Any]) -> None:
 
 @action("echo", _check_echo)
 async def do_echo(ctx: ActionContext, act: Action) -> ActionResult:
-    """Loop the caller's audio back: inbound consumer → outbound producer, frame for frame.
+    """Loop the caller's audio back, frame for frame.
 
-    Without ``duration`` the echo lasts until the call ends.
+    An inbound tap queues each received frame on the echo producer synchronously on the leg's
+    tick (no consumer queue and no task wake-up per frame); the frame is played on the next
+    tick. Without ``duration`` the echo lasts until the call ends.
     """
     duration = _ms_option(act.option, "duration", required=False, maximum=MAX_ECHO_MS)
     await ctx.service.answer(ctx.live)
     graph = ctx.live.graph
-    consumer = graph.add_consumer(f"echo-{act.id}", kind="echo")
     producer = graph.producer(f"echo-{act.id}")
 
-    async def loop() -> None:
-        async for frame in consumer:
+    def tap(frame: bytes) -> None:
+        if not producer.closed:  # closed when the call ended: nothing left to echo into
             producer.enqueue(frame)
 
-    task = asyncio.create_task(loop(), name=f"echo-{ctx.live.id}")
+    remove = graph.add_inbound_tap(tap)
     try:
         if duration is None:
-            await task
+            if not graph.closed:
+                await graph.wait_closed()
         else:
             await ctx.service.clock.sleep(duration / 1000)
     finally:
-        consumer.close()
+        remove()
         producer.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     return ActionResult()
 
 

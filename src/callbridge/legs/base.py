@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from callbridge.calls.model import HangupBy, HangupReason, IllegalTransition
+from callbridge.media.constants import SILENCE_FRAME
 
 
 class LegState(enum.StrEnum):
@@ -137,9 +138,8 @@ class Leg(abc.ABC):
             self._listener.on_leg_state(target, self._end if target is LegState.ENDED else None)
 
     def _next_outbound(self) -> bytes:
-        from callbridge.media.constants import SILENCE_FRAME
-
-        return self._source() if self._source is not None else SILENCE_FRAME
+        source = self._source
+        return source() if source is not None else SILENCE_FRAME
 
     def _deliver_audio(self, frame: bytes) -> None:
         if self._listener is not None:

@@ -147,6 +147,10 @@ class Producer:
     def queued_bytes(self) -> int:
         return self.buffer.queued_bytes
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> int:
         """Clear and detach from the graph. Idempotent; returns bytes dropped."""
         if self._closed:
@@ -199,6 +203,7 @@ class MediaGraph:
         self._outbound_taps: list[OutboundTap] = []
         self._inbound_taps: list[InboundTap] = []
         self._on_state = on_state
+        self._closed = asyncio.Event()
         self.inbound_frames = 0
         self.outbound_frames = 0
 
@@ -277,6 +282,15 @@ class MediaGraph:
             consumer.close()
         for prod in list(self._producers.values()):
             prod.close()
+        self._closed.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        """Return once :meth:`close` has run (the call's media ended)."""
+        await self._closed.wait()
 
     def _remove_consumer(self, consumer: FrameConsumer) -> None:
         if consumer in self._consumers:

@@ -78,7 +78,12 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        source = (str(addr[0]), int(str(addr[1])))
+        host, port = addr[0], addr[1]
+        # IPv4/IPv6 addresses arrive as (str, int, ...): only convert anything else.
+        if type(host) is str and type(port) is int:
+            source: Address = (host, port)
+        else:
+            source = (str(host), int(str(port)))
         if self._rtcp:
             self._leg._on_rtcp(data, source)
         else:
@@ -335,16 +340,17 @@ class RtpLeg(Leg):
         session = self.session
         completed = session.dtmf_sender.completed
         data = session.frame(n, self._next_outbound(), now=now)
-        if data is not None and self._rtp is not None and session.remote is not None:
-            self._rtp.sendto(data, session.remote)
+        if data is not None and self._rtp is not None and (remote := session.remote) is not None:
+            self._rtp.sendto(data, remote)
         if session.dtmf_sender.completed != completed:
             self._dtmf_progress.set()
         out = session.pop_frame()
         if out is not None:
             self.frames_delivered += 1
             self._deliver_audio(out.pcm)
-        for event in session.poll(now):
-            self._handle(event)
+        if events := session.poll(now):
+            for event in events:
+                self._handle(event)
         if now >= self._next_rtcp:
             self._next_rtcp = now + self._rtcp_interval
             self._send_rtcp(bye=False)

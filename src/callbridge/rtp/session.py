@@ -532,7 +532,8 @@ class RtpSession:
 
     def poll(self, now: float) -> list[RtpEvent]:
         """Timers: ends a DTMF event whose end packet was lost (200 ms of silence)."""
-        return [DtmfReceived(ev) for ev in self.dtmf_receiver.poll(now)]
+        ended = self.dtmf_receiver.poll(now)  # called every tick: no comprehension when idle
+        return [DtmfReceived(ev) for ev in ended] if ended else []
 
     @property
     def flowing(self) -> bool:

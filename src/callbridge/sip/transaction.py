@@ -10,6 +10,9 @@ are re-exported here.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+
 from callbridge.sip.errors import SipParseError, TransactionError
 from callbridge.sip.headers import Via, parse_via
 from callbridge.sip.ids import IdSource, new_branch
@@ -147,6 +150,14 @@ class TransactionLayer:
         self.clients: dict[TransactionKey, ClientTransaction] = {}
         self.servers: dict[TransactionKey, ServerTransaction] = {}
         self._out: list[Outgoing] = []
+        # Earliest deadline of every live transaction with an armed timer, as a heap with lazy
+        # deletion: an entry is current while its transaction is live and its earliest
+        # deadline is still the entry's. Every mutation of a transaction ends in _collect,
+        # which pushes the new earliest deadline, so next_timer/handle_timer never scan all
+        # transactions (thousands of them linger in Timer J/K/L after the calls end).
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._queued: dict[TransactionKey, float] = {}
+        self._order = itertools.count()
 
     # -- output -------------------------------------------------------------------------------
 
@@ -162,27 +173,42 @@ class TransactionLayer:
         if transaction.state is State.TERMINATED:
             self.clients.pop(transaction.key, None)
             self.servers.pop(transaction.key, None)
+            self._queued.pop(transaction.key, None)
+        else:
+            deadline = transaction.next_timer()
+            if deadline is not None and self._queued.get(transaction.key) != deadline:
+                self._queued[transaction.key] = deadline
+                heapq.heappush(self._heap, (deadline, next(self._order), transaction))
         return events
+
+    def _current(self, deadline: float, transaction: Transaction) -> bool:
+        key = transaction.key
+        live = self.clients.get(key) is transaction or self.servers.get(key) is transaction
+        return live and transaction.next_timer() == deadline
 
     # -- timers -------------------------------------------------------------------------------
 
     def next_timer(self) -> float | None:
         """The earliest armed deadline of any transaction, or ``None``."""
-        deadlines = [
-            d
-            for t in [*self.clients.values(), *self.servers.values()]
-            if (d := t.next_timer()) is not None
-        ]
-        return min(deadlines, default=None)
+        heap = self._heap
+        while heap:
+            deadline, _, transaction = heap[0]
+            if self._current(deadline, transaction):
+                return deadline
+            heapq.heappop(heap)
+        return None
 
     def handle_timer(self, now: float) -> list[Event]:
         """Fire every timer due at ``now`` (a late call fires each missed deadline in order)."""
         events: list[Event] = []
-        for transaction in [*self.clients.values(), *self.servers.values()]:
-            deadline = transaction.next_timer()
-            if deadline is not None and deadline <= now:
-                transaction.fire_due(now)
-                events.extend(self._collect(transaction))
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, transaction = heapq.heappop(heap)
+            if not self._current(deadline, transaction):
+                continue
+            self._queued.pop(transaction.key, None)
+            transaction.fire_due(now)
+            events.extend(self._collect(transaction))
         return events
 
     # -- client side --------------------------------------------------------------------------

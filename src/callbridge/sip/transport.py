@@ -293,6 +293,8 @@ class SipStack:
             in_use=in_use,
         )
         self._wake = asyncio.Event()
+        #: The deadline the timer task sleeps until (``None``: no timer armed, or not asleep).
+        self._sleeping_until: float | None = None
         self._timer_task: asyncio.Task[None] | None = None
 
     @property
@@ -321,7 +323,15 @@ class SipStack:
     def flush(self) -> None:
         for item in self.ua.outgoing():
             self.transport.send(item)
-        self._wake.set()
+        # Wake the timer task only when it must re-plan: an earlier deadline than the one it
+        # sleeps until (waking it costs two tasks; most messages do not move the deadline).
+        sleeping_until = self._sleeping_until
+        if sleeping_until is None:
+            self._wake.set()
+        else:
+            deadline = self.ua.next_timer()
+            if deadline is not None and deadline < sleeping_until:
+                self._wake.set()
 
     def _receive(self, data: bytes, source: Address, transport: str) -> None:
         self.run(lambda now: self.ua.receive(data, source, transport, now))
@@ -339,9 +349,11 @@ class SipStack:
             if deadline > self.clock.monotonic():
                 sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
                 waker = asyncio.ensure_future(self._wake.wait())
+                self._sleeping_until = deadline
                 try:
                     await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
+                    self._sleeping_until = None
                     for task in (sleeper, waker):
                         task.cancel()
                     await asyncio.gather(sleeper, waker, return_exceptions=True)
