@@ -52,6 +52,7 @@ from callbridge.legs.base import validate_dtmf
 from callbridge.legs.file_leg import FileLeg, ScheduledDigit
 from callbridge.media.constants import SAMPLE_RATE
 from callbridge.media.wav import WavFormatError, read_wav, write_wav
+from callbridge.server.signals import StopSignalHandler
 
 if TYPE_CHECKING:
     from callbridge.platform import Platform
@@ -333,26 +334,15 @@ def _reason(exc: OSError) -> str:
 
 
 # -- the call -------------------------------------------------------------------------------
-class _Signals:
+class _Signals(StopSignalHandler):
     """SIGINT/SIGTERM during the run: remembered, and ``received`` is set."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received = asyncio.Event()
         self.signal: signal.Signals | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def install(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def remove(self) -> None:
-        if self._loop is not None:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._loop.remove_signal_handler(sig)
-            self._loop = None
-
-    def _on_signal(self, sig: signal.Signals) -> None:
+    def on_signal(self, sig: signal.Signals) -> None:
         if self.signal is None:
             self.signal = sig
         self.received.set()

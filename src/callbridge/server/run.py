@@ -41,6 +41,7 @@ from callbridge.config import Settings
 from callbridge.observability.logging import configure_logging, get_logger
 from callbridge.platform import Platform, PlatformStartError
 from callbridge.server.app import create_app
+from callbridge.server.signals import StopSignalHandler
 from callbridge.store import StoreError
 
 log = get_logger(__name__)
@@ -105,7 +106,7 @@ def check_tls(settings: Settings) -> None:
         ) from None
 
 
-class _ShutdownSignals:
+class _ShutdownSignals(StopSignalHandler):
     """SIGINT/SIGTERM handling for the whole life of :func:`serve`.
 
     A signal before uvicorn runs is remembered (serving is skipped); during serving it sets
@@ -113,22 +114,11 @@ class _ShutdownSignals:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.requested = False
         self.server: uvicorn.Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def install(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def remove(self) -> None:
-        if self._loop is not None:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._loop.remove_signal_handler(sig)
-            self._loop = None
-
-    def _on_signal(self, sig: signal.Signals) -> None:
+    def on_signal(self, sig: signal.Signals) -> None:
         again = self.requested
         self.requested = True
         if again and sig == signal.SIGINT:

@@ -84,6 +84,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def scoped_table(name: str, *items: Any) -> Table:
+    """A workspace-scoped table: ``id``, ``workspace_id``, ``items``, then ``tm_create`` /
+    ``tm_update`` / ``tm_delete`` and the ``(workspace_id, tm_create)`` uniqueness that list
+    cursors rely on (see ``repos.py``). Every resource the API lists follows this shape.
+    """
+    return Table(
+        name,
+        metadata,
+        Column("id", Uuid(), primary_key=True),
+        Column("workspace_id", Uuid(), nullable=False),
+        *items,
+        Column("tm_create", UTCDateTime(), nullable=False),
+        Column("tm_update", UTCDateTime(), nullable=False),
+        Column("tm_delete", UTCDateTime(), nullable=True),
+        UniqueConstraint("workspace_id", "tm_create"),
+    )
+
+
 workspaces = Table(
     "workspaces",
     metadata,
@@ -113,11 +131,8 @@ access_keys = Table(
     UniqueConstraint("workspace_id", "tm_create"),
 )
 
-calls = Table(
+calls = scoped_table(
     "calls",
-    metadata,
-    Column("id", Uuid(), primary_key=True),
-    Column("workspace_id", Uuid(), nullable=False),
     Column("direction", String(16), nullable=False),
     Column("source", JSON(), nullable=False),
     Column("destination", JSON(), nullable=False),
@@ -129,21 +144,14 @@ calls = Table(
     Column("action", JSON(), nullable=False),
     Column("variables", JSON(), nullable=False),
     Column("metadata", JSON(), nullable=False),
-    Column("tm_create", UTCDateTime(), nullable=False),
-    Column("tm_update", UTCDateTime(), nullable=False),
     Column("tm_ringing", UTCDateTime(), nullable=True),
     Column("tm_progressing", UTCDateTime(), nullable=True),
     Column("tm_hangup", UTCDateTime(), nullable=True),
-    Column("tm_delete", UTCDateTime(), nullable=True),
     # The unique constraint doubles as the (workspace_id, tm_create) index used by lists.
-    UniqueConstraint("workspace_id", "tm_create"),
 )
 
-activeflows = Table(
+activeflows = scoped_table(
     "activeflows",
-    metadata,
-    Column("id", Uuid(), primary_key=True),
-    Column("workspace_id", Uuid(), nullable=False),
     Column("reference_type", String(32), nullable=False),
     Column("reference_id", Uuid(), nullable=False),
     Column("status", String(16), nullable=False),
@@ -153,38 +161,24 @@ activeflows = Table(
     Column("current_action", JSON(none_as_null=True), nullable=True),
     Column("forward_action_id", Uuid(), nullable=True),
     Column("executed_actions", JSON(), nullable=False),
-    Column("tm_create", UTCDateTime(), nullable=False),
-    Column("tm_update", UTCDateTime(), nullable=False),
-    Column("tm_delete", UTCDateTime(), nullable=True),
-    UniqueConstraint("workspace_id", "tm_create"),
     Index("ix_activeflows_reference", "reference_type", "reference_id"),
 )
 
 # -- telephony (migration 0002): SIP extensions and trunks -------------------------------------
 
-extensions = Table(
+extensions = scoped_table(
     "extensions",
-    metadata,
-    Column("id", Uuid(), primary_key=True),
-    Column("workspace_id", Uuid(), nullable=False),
     # The SIP user name; callbridge serves one SIP domain, so it is unique across workspaces.
     Column("username", String(64), nullable=False),
     # Digest needs the password (or a realm-bound hash); kept like a PBX's "secret".
     Column("password", Text(), nullable=False),
     Column("name", Text(), nullable=False),
     Column("detail", Text(), nullable=False),
-    Column("tm_create", UTCDateTime(), nullable=False),
-    Column("tm_update", UTCDateTime(), nullable=False),
-    Column("tm_delete", UTCDateTime(), nullable=True),
     UniqueConstraint("username"),
-    UniqueConstraint("workspace_id", "tm_create"),
 )
 
-trunks = Table(
+trunks = scoped_table(
     "trunks",
-    metadata,
-    Column("id", Uuid(), primary_key=True),
-    Column("workspace_id", Uuid(), nullable=False),
     Column("name", String(64), nullable=False),
     Column("host", Text(), nullable=False),
     Column("port", Integer(), nullable=False),
@@ -192,20 +186,13 @@ trunks = Table(
     Column("username", Text(), nullable=False),
     Column("password", Text(), nullable=False),
     Column("detail", Text(), nullable=False),
-    Column("tm_create", UTCDateTime(), nullable=False),
-    Column("tm_update", UTCDateTime(), nullable=False),
-    Column("tm_delete", UTCDateTime(), nullable=True),
     UniqueConstraint("name"),
-    UniqueConstraint("workspace_id", "tm_create"),
 )
 
 # -- recordings (migration 0003): call recordings (callbridge.recordings) ----------------------
 
-recordings = Table(
+recordings = scoped_table(
     "recordings",
-    metadata,
-    Column("id", Uuid(), primary_key=True),
-    Column("workspace_id", Uuid(), nullable=False),
     Column("reference_type", String(32), nullable=False),
     Column("reference_id", Uuid(), nullable=False),
     Column("status", String(16), nullable=False),
@@ -219,10 +206,6 @@ recordings = Table(
     Column("on_end_flow_id", Uuid(), nullable=True),
     Column("tm_start", UTCDateTime(), nullable=True),
     Column("tm_end", UTCDateTime(), nullable=True),
-    Column("tm_create", UTCDateTime(), nullable=False),
-    Column("tm_update", UTCDateTime(), nullable=False),
-    Column("tm_delete", UTCDateTime(), nullable=True),
-    UniqueConstraint("workspace_id", "tm_create"),
     Index("ix_recordings_reference", "reference_type", "reference_id"),
 )
 
