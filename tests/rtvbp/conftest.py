@@ -11,7 +11,12 @@ import pytest_asyncio
 from callbridge.bus.inprocess import InProcessBus
 from callbridge.calls.service import CallService
 from callbridge.media.clock import SystemClock
+from callbridge.platform import register_adapter_actions
 from callbridge.store import Store
+
+# The flows of these tests use the adapters' actions (rtvbp_bridge, recording_*), which the
+# composition root registers; do it here too so a single test file runs on its own.
+register_adapter_actions()
 
 
 @pytest_asyncio.fixture

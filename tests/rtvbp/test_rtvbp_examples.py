@@ -13,7 +13,7 @@ from callbridge.media.clock import SystemClock
 from callbridge.media.constants import FRAME_BYTES
 from callbridge.media.tones import tone
 from callbridge.rtvbp.examples.barge_in import BargeInHandler
-from callbridge.rtvbp.examples.ivr import IvrHandler
+from callbridge.rtvbp.examples.ivr import IvrHandler, ivr_handler, spoken_prompts
 from callbridge.rtvbp.sdk import HandlerServer
 from callbridge.rtvbp.voice import RESULT_VARIABLE
 
@@ -36,6 +36,22 @@ async def test_ivr_menu_set_and_move(rt_service: CallService) -> None:
     assert live.variables[RESULT_VARIABLE] == "moved"
     loud = [i for i, f in enumerate(frames(leg.recorded)) if f != bytes(FRAME_BYTES)]
     assert len(loud) >= 30  # the menu (two 300 ms tones) and the 200 ms confirmation
+
+
+async def test_ivr_speaks_its_menu_with_tts(rt_service: CallService) -> None:
+    prompts = await spoken_prompts("espeak")
+    assert prompts.source == "espeak" and len(prompts.menu) > 3 * 16000  # seconds of speech
+    async with HandlerServer(ivr_handler(prompts)) as server:
+        leg = FileLeg("ivr-tts", SystemClock(), hangup_after=1.6)
+        live = await start_call(rt_service, leg, [act("rtvbp_bridge", url=server.url)])
+        await asyncio.wait_for(live.ended.wait(), 6)
+    heard = bytes(leg.recorded)
+    # The caller heard the synthesised menu itself, sample for sample (after the bridge's
+    # delay): a 0.5 s stretch of speech from inside the prompt is in the recording.
+    speech = prompts.menu[8000:16000]
+    assert np.abs(np.frombuffer(speech, dtype="<i2")).max() > 1000
+    at = heard.find(speech)
+    assert at >= 0 and at % 2 == 0
 
 
 async def test_barge_in_example_stops_the_prompt(rt_service: CallService) -> None:

@@ -1,7 +1,8 @@
 """``callbridge rtvbp-handler``: run an example RTVBP handler (RTVBP spec §7).
 
 ``callbridge rtvbp-handler --example echo --port 9000 [--token SECRET]
-[--tls-cert FILE --tls-key FILE] [--jwt-public-key FILE --jwt-account ID]``
+[--tls-cert FILE --tls-key FILE] [--jwt-public-key FILE --jwt-account ID]
+[--tts piper|espeak|tones [--voice NAME]]``
 
 With ``--token`` (or a JWT key), a missing or wrong ``Authorization: Bearer`` gets HTTP 401
 before the WebSocket upgrade.
@@ -19,7 +20,13 @@ import uvloop
 from callbridge.cli.common import CommandError
 from callbridge.rtvbp.examples.barge_in import BargeInHandler
 from callbridge.rtvbp.examples.echo import EchoHandler
-from callbridge.rtvbp.examples.ivr import IvrHandler
+from callbridge.rtvbp.examples.ivr import (
+    TONE_PROMPTS,
+    IvrHandler,
+    IvrPrompts,
+    ivr_handler,
+    spoken_prompts,
+)
 from callbridge.rtvbp.sdk import HandlerServer, JwtValidator, StaticToken
 from callbridge.rtvbp.sdk.handler import RtvbpHandler
 from callbridge.rtvbp.tokens import Authenticator
@@ -58,11 +65,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--tls-cert", type=Path, default=None, metavar="FILE")
     parser.add_argument("--tls-key", type=Path, default=None, metavar="FILE")
+    parser.add_argument(
+        "--tts",
+        choices=("piper", "espeak", "tones"),
+        default="piper",
+        help="How the ivr example speaks its menus (default piper; tones when the "
+        "speech engines are not installed).",
+    )
+    parser.add_argument("--voice", default=None, help="TTS voice name for --tts.")
     parser.set_defaults(handler=run)
 
 
-def build_server(args: argparse.Namespace) -> HandlerServer:
-    """The server described by ``args`` (validated; :class:`CommandError` otherwise)."""
+async def ivr_prompts(engine: str, voice: str | None) -> IvrPrompts:
+    """The ivr example's prompts: spoken by ``engine``, tones when it is not installed."""
+    if engine == "tones":
+        return TONE_PROMPTS
+    from callbridge.speech import EngineUnavailable
+
+    try:
+        return await spoken_prompts(engine, voice)
+    except EngineUnavailable as exc:
+        print(f"rtvbp-handler: {exc}; the menus use tones", flush=True)
+        return TONE_PROMPTS
+    except ValueError as exc:
+        raise CommandError(f"--voice: {exc}") from None
+
+
+def build_server(
+    args: argparse.Namespace, prompts: IvrPrompts = TONE_PROMPTS
+) -> HandlerServer:
+    """The server described by ``args`` (validated; :class:`CommandError` otherwise);
+    ``prompts`` are the ivr example's menus."""
     if (args.tls_cert is None) != (args.tls_key is None):
         raise CommandError("--tls-cert and --tls-key go together")
     if args.token is not None and args.jwt_public_key is not None:
@@ -89,8 +122,11 @@ def build_server(args: argparse.Namespace) -> HandlerServer:
             raise CommandError(f"cannot load the TLS certificate/key: {exc}") from None
     if not 0 <= args.port <= 65535:
         raise CommandError("--port must be 0-65535")
+    handler = EXAMPLES[args.example]
+    if handler is IvrHandler:
+        handler = ivr_handler(prompts)
     return HandlerServer(
-        {args.path: EXAMPLES[args.example]},
+        {args.path: handler},
         host=args.host,
         port=args.port,
         authenticate=auth,
@@ -99,16 +135,24 @@ def build_server(args: argparse.Namespace) -> HandlerServer:
 
 
 def run(args: argparse.Namespace) -> int:
-    server = build_server(args)
+    build_server(args)  # validate the options before synthesising anything
 
     async def main() -> None:
+        prompts = TONE_PROMPTS
+        if args.example == "ivr":
+            prompts = await ivr_prompts(args.tts, args.voice)
+        server = build_server(args, prompts)
         try:
             await server.start()
         except OSError as exc:
             raise CommandError(
                 f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
             ) from None
-        print(f"rtvbp-handler {args.example} listening on {server.url}{args.path}", flush=True)
+        spoken = f" (menus: {prompts.source})" if args.example == "ivr" else ""
+        print(
+            f"rtvbp-handler {args.example} listening on {server.url}{args.path}{spoken}",
+            flush=True,
+        )
         try:
             await asyncio.Event().wait()
         finally:
