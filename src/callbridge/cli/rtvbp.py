@@ -91,9 +91,7 @@ async def ivr_prompts(engine: str, voice: str | None) -> IvrPrompts:
         raise CommandError(f"--voice: {exc}") from None
 
 
-def build_server(
-    args: argparse.Namespace, prompts: IvrPrompts = TONE_PROMPTS
-) -> HandlerServer:
+def build_server(args: argparse.Namespace, prompts: IvrPrompts = TONE_PROMPTS) -> HandlerServer:
     """The server described by ``args`` (validated; :class:`CommandError` otherwise);
     ``prompts`` are the ivr example's menus."""
     if (args.tls_cert is None) != (args.tls_key is None):
