@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callbridge.auth.service import BootstrapResult, bootstrap
+from callbridge.bus.base import BusError, EventBus
 from callbridge.bus.inprocess import InProcessBus
 from callbridge.calls.service import CallService
 from callbridge.config import Settings
@@ -69,7 +70,7 @@ class Platform:
         self.settings = settings
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._store: Store | None = None
-        self._bus: InProcessBus | None = None
+        self._bus: EventBus | None = None
         self.bootstrap_result: BootstrapResult | None = None
         # Created by start(); drain() ends live calls through it before the store and bus close.
         self._calls: CallService | None = None
@@ -88,7 +89,7 @@ class Platform:
         return self._store
 
     @property
-    def bus(self) -> InProcessBus:
+    def bus(self) -> EventBus:
         """The running event bus. Raises ``RuntimeError`` outside start()…close()."""
         if self._bus is None:
             raise RuntimeError("Platform.bus used before start() or after close()")
@@ -129,8 +130,7 @@ class Platform:
                 )
             except ValueError as exc:  # malformed preset key; the message never repeats it
                 raise PlatformStartError(f"bootstrap_access_key: {exc}") from None
-            bus = InProcessBus()
-            await bus.start()
+            bus = await self._start_bus()
             self._bus = bus
             self._calls = CallService(
                 self._store,
@@ -156,6 +156,22 @@ class Platform:
             await self.close()
             raise
         log.info("platform started", data_dir=str(data_dir))
+
+    async def _start_bus(self) -> EventBus:
+        """The in-process bus, or the NATS bus of a cluster when ``settings.bus`` is set."""
+        bus: EventBus
+        if self.settings.bus:
+            from callbridge.bus.nats import NatsBus
+
+            bus = NatsBus(self.settings.bus, namespace=self.settings.bus_namespace)
+            try:
+                await bus.start()
+            except BusError as exc:
+                raise PlatformStartError(f"bus: {exc}") from None
+            return bus
+        bus = InProcessBus()
+        await bus.start()
+        return bus
 
     def _start_recordings_and_rtvbp(self, data_dir: Path) -> None:
         """The recording service (attached to the call service) and the ``rtvbp_bridge``

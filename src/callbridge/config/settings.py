@@ -95,6 +95,16 @@ class Settings(BaseModel):
         description="Database URL (sqlite+aiosqlite:///… or postgresql+asyncpg://…); "
         "default: SQLite file callbridge.db in data_dir.",
     )
+    bus: str = Field(
+        "",
+        description="Event bus: empty for the in-process bus (one process), or a NATS URL "
+        "(nats://host:4222) shared by every process of a cluster.",
+    )
+    bus_namespace: str = Field(
+        "callbridge",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="NATS subject prefix of callbridge's events (one per installation).",
+    )
     log_format: LogFormat = Field("console", description="Log format: console or json.")
     log_level: LogLevel = Field("info", description="Log level: debug, info, warning or error.")
     tls_cert: Path | None = Field(None, description="TLS certificate file (PEM); needs tls_key.")
@@ -154,6 +164,17 @@ class Settings(BaseModel):
     rtvbp_jwt_keys_dir: Path | None = Field(
         None, description="Directory of <key_id>.pem RS256 private keys for rtvbp_bridge jwt."
     )
+
+    @field_validator("bus")
+    @classmethod
+    def _check_bus(cls, value: str) -> str:
+        if value and not value.startswith(("nats://", "tls://")):
+            raise PydanticCustomError(
+                "bus_url",
+                "expected empty (in-process) or a NATS URL like nats://127.0.0.1:4222, got {shown}",
+                {"shown": repr(mask_url(value))},
+            )
+        return value
 
     @field_validator("database")
     @classmethod
@@ -501,6 +522,7 @@ def _expectation(info: FieldInfo) -> str:
 # Error types whose own message is already the explanation (raised by our validators).
 _OWN_MESSAGE_TYPES = {
     "access_key_shape",
+    "bus_url",
     "database_url",
     "file_missing",
     "origins_empty",
