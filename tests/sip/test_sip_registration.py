@@ -125,3 +125,31 @@ def test_timeout_backs_off_and_granted_expiry_falls_back_to_the_header() -> None
     response.headers.add("Expires", "200")
     assert isinstance(response, Response)
     assert reg._granted(response) == 200
+
+
+def test_configured_back_off_and_retry_at() -> None:
+    srv, _ = server()
+    ua = phone()
+    reg = Registration(
+        ua, registrar="sip:127.0.0.1:5060", destination=SERVER, transport="UDP",
+        user="1001", password="nope", domain="cb.test", backoff_first=0.5, backoff_max=1.5,
+    )  # fmt: skip
+    reg.start(0.0)
+    pump(ua, srv, 0.0)
+    assert reg.state is RegState.FAILED and reg.retry_at == reg.next_timer() == 0.5
+    for now, following in ((0.5, 1.5), (1.5, 3.0), (3.0, 4.5)):  # 0.5, 1.0, capped at 1.5
+        ua.handle_timer(now)
+        pump(ua, srv, now)
+        assert reg.next_timer() == following
+
+
+def test_a_late_answer_after_stop_is_ignored() -> None:
+    srv, location = server()
+    ua = phone()
+    reg = registration(ua)
+    reg.start(0.0)
+    reg.stop(0.1)  # still REGISTERING: stop without unregistering
+    assert reg.state is RegState.STOPPED
+    pump(ua, srv, 0.2)  # the 401 (and nothing else) comes back
+    assert reg.state is RegState.STOPPED and reg.next_timer() is None
+    assert location.lookup("1001", 1.0) == []

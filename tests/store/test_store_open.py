@@ -36,7 +36,7 @@ async def test_migrations_apply_on_fresh_database(store_url: str) -> None:
     try:
         async with store.engine.connect() as conn:
             assert await conn.run_sync(_table_names) >= EXPECTED_TABLES
-        assert await store.schema_revision() == head_revision() == "0004"
+        assert await store.schema_revision() == head_revision() == "0005"
         assert await store.ping() is True
     finally:
         await store.close()
@@ -56,13 +56,13 @@ async def test_reopen_is_idempotent_and_keeps_data(store_url: str) -> None:
         await first.close()
     second = await Store.open(store_url)
     try:
-        assert await second.schema_revision() == "0004"
+        assert await second.schema_revision() == "0005"
         assert await second.workspaces.get(workspace.id) == workspace
         async with second.session() as session:
             versions = (
                 await session.execute(text("SELECT version_num FROM alembic_version"))
             ).all()
-        assert [v[0] for v in versions] == ["0004"]
+        assert [v[0] for v in versions] == ["0005"]
     finally:
         await second.close()
 
@@ -204,12 +204,12 @@ async def test_concurrent_opens_migrate_once(store_url: str) -> None:
     stores = await asyncio.gather(*(Store.open(store_url) for _ in range(4)))
     try:
         for store in stores:
-            assert await store.schema_revision() == "0004"
+            assert await store.schema_revision() == "0005"
         async with stores[0].session() as session:
             versions = (
                 await session.execute(text("SELECT version_num FROM alembic_version"))
             ).all()
-        assert [v[0] for v in versions] == ["0004"]
+        assert [v[0] for v in versions] == ["0005"]
     finally:
         for store in stores:
             await store.close()

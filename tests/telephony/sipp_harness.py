@@ -63,11 +63,13 @@ class Harness:
         )
         await self.telephony.refresh()
 
-    async def add_trunk(self, name: str, port: int, username: str = "", password: str = "") -> None:
+    async def add_trunk(
+        self, name: str, port: int, username: str = "", password: str = "", **options: Any
+    ) -> None:
         now = datetime.now(UTC)
         trunk = Trunk(
             uuid.uuid4(), await self.workspace_id(), name, "127.0.0.1", port, "udp", now, now,
-            username=username, password=password,
+            username=username, password=password, **options,
         )  # fmt: skip
         await self.platform.store.trunks.insert(trunk)
         await self.telephony.refresh()

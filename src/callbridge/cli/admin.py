@@ -12,10 +12,19 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from callbridge.cli.common import CommandError, add_settings_flags, settings_from_args
 from callbridge.store import DuplicateError, Store
-from callbridge.telephony.model import TRANSPORTS, USERNAME_RE, Extension, Trunk
+from callbridge.telephony.model import (
+    DEFAULT_REGISTER_EXPIRES,
+    REGISTER_EXPIRES_RANGE,
+    TRANSPORTS,
+    USERNAME_RE,
+    Extension,
+    Trunk,
+)
+from callbridge.telephony.trunk_registration import read_status
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,8 +53,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tadd.add_argument("--transport", choices=TRANSPORTS, default="udp")
     tadd.add_argument("--username", default="", help="Digest user for calls out.")
     tadd.add_argument("--password", default="", help="Digest password for calls out.")
+    tadd.add_argument("--register", action="store_true",
+                      help="Register at the trunk (as --username) while serve runs.")  # fmt: skip
+    tadd.add_argument("--register-expires", type=int, default=DEFAULT_REGISTER_EXPIRES,
+                      metavar="SECONDS", help="Registration expiry to ask for.")  # fmt: skip
     tadd.set_defaults(handler=lambda a: _run(a, _add_trunk))
-    tlst = trunk_cmd.add_parser("list", help="List trunks.")
+    tlst = trunk_cmd.add_parser(
+        "list", help="List trunks (with the registration state a running server reports)."
+    )
     tlst.set_defaults(handler=lambda a: _run(a, _list_trunks))
     trm = trunk_cmd.add_parser("remove", help="Remove a trunk.")
     trm.add_argument("name")
@@ -111,10 +126,16 @@ async def _remove_extension(store: Store, args: argparse.Namespace) -> int:
 async def _add_trunk(store: Store, args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise CommandError("--port must be 1-65535")
+    low, high = REGISTER_EXPIRES_RANGE
+    if not low <= args.register_expires <= high:
+        raise CommandError(f"--register-expires must be {low}-{high}")
+    if args.register and not (args.username and args.password):
+        raise CommandError("--register needs --username and --password")
     now = datetime.now(UTC)
     trunk = Trunk(
         uuid.uuid4(), await _workspace(store), args.name, args.address, args.port, args.transport,
-        now, now, username=args.username, password=args.password,
+        now, now, username=args.username, password=args.password, register=args.register,
+        register_expires=args.register_expires,
     )  # fmt: skip
     try:
         await store.trunks.insert(trunk)
@@ -125,9 +146,27 @@ async def _add_trunk(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _list_trunks(store: Store, args: argparse.Namespace) -> int:
+    status = read_status(settings_from_args(args).data_dir)
     for trunk in sorted(await store.trunks.all_active(), key=lambda t: t.name):
-        print(f"{trunk.name}\t{trunk.transport}:{trunk.host}:{trunk.port}\t{trunk.username}")
+        line = f"{trunk.name}\t{trunk.transport}:{trunk.host}:{trunk.port}\t{trunk.username}"
+        if trunk.register:
+            line += "\t" + _registration_text(status.get(trunk.name))
+        print(line)
     return 0
+
+
+def _registration_text(state: dict[str, Any] | None) -> str:
+    """``registered until …``, ``failed (403), retry at …`` … as the server last wrote it."""
+    if state is None:
+        return "register: not running"
+    text = f"register: {state.get('state', '?')}"
+    if state.get("last_status") is not None:
+        text += f" ({state['last_status']})"
+    if state.get("expires_at"):
+        text += f" until {state['expires_at']}"
+    if state.get("retry_at"):
+        text += f", retry at {state['retry_at']}"
+    return text
 
 
 async def _remove_trunk(store: Store, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import NoReturn
 
 from callbridge.cli import admin, callfile, config, phone, rtvbp, serve, speech, version
+from callbridge.cli import call as call_command
 from callbridge.cli.common import CommandError, ConfigError, Handler
 
 COMMAND_GROUPS: tuple[ModuleType, ...] = (
@@ -27,6 +28,7 @@ COMMAND_GROUPS: tuple[ModuleType, ...] = (
     version,
     admin,
     phone,
+    call_command,
 )
 
 EXIT_USAGE = 2

@@ -92,6 +92,11 @@ def create_app(platform: Platform) -> FastAPI:
 
     include_h2b(app)
     # --- end h2b ---
+    # --- platform REST API (callbridge.api): /v1.0 ---
+    from callbridge.api import include_api
+
+    include_api(app)
+    # --- end platform REST API ---
 
     origins = list(settings.cors_origins)
     any_origin = "*" in origins

@@ -10,7 +10,7 @@
   ``Expires`` header, else what we asked); the refresh is due at **90 %** of it;
 * a 423 raises the asked expiry to the response's ``Min-Expires`` and retries at once;
 * any other failure (final error, timeout, transport error) backs off: 30 s, doubling to
-  600 s, then tries again;
+  600 s (both configurable), then tries again;
 * :meth:`Registration.stop` sends ``Expires: 0`` (unregister).
 
 State is visible as :attr:`Registration.state`, :attr:`Registration.expires_at` and
@@ -63,6 +63,8 @@ class Registration:
         domain: str | None = None,
         expires: int = 3600,
         on_change: Callable[[Registration], None] | None = None,
+        backoff_first: float = BACKOFF_FIRST,
+        backoff_max: float = BACKOFF_MAX,
     ) -> None:
         uri = parse_uri(registrar)
         if not isinstance(uri, SipUri):
@@ -85,8 +87,12 @@ class Registration:
         self._cseq = 0
         self._digest: DigestClient | None = None
         self._timer: float | None = None
-        self._backoff = BACKOFF_FIRST
+        self.backoff_first = backoff_first
+        self.backoff_max = backoff_max
+        self._backoff = backoff_first
         self._pending_expires = expires
+        #: When the next attempt is due while ``FAILED`` (``None`` otherwise).
+        self.retry_at: float | None = None
 
     @property
     def contact_uri(self) -> SipUri:
@@ -149,6 +155,8 @@ class Registration:
     # -- RequestOwner ------------------------------------------------------------------------------
 
     def on_response(self, response: Response, now: float) -> None:
+        if self.state is RegState.STOPPED:
+            return  # a late answer to a REGISTER sent before stop()
         status = response.status
         self.last_status = status
         unregistering = self.state is RegState.UNREGISTERING
@@ -167,7 +175,8 @@ class Registration:
             granted = self._granted(response)
             self.expires_at = now + granted
             self._timer = now + REFRESH_AT * granted
-            self._backoff = BACKOFF_FIRST
+            self._backoff = self.backoff_first
+            self.retry_at = None
             self._set(RegState.REGISTERED)
             return
         if status == 423:
@@ -179,6 +188,8 @@ class Registration:
         self._fail(now)
 
     def on_failure(self, now: float) -> None:
+        if self.state is RegState.STOPPED:
+            return
         self.last_status = 408
         if self.state is RegState.UNREGISTERING:
             self._finish()
@@ -197,8 +208,8 @@ class Registration:
 
     def _fail(self, now: float) -> None:
         self.expires_at = None
-        self._timer = now + self._backoff
-        self._backoff = min(BACKOFF_MAX, self._backoff * 2)
+        self._timer = self.retry_at = now + self._backoff
+        self._backoff = min(self.backoff_max, self._backoff * 2)
         self._set(RegState.FAILED)
 
     def _granted(self, response: Response) -> int:

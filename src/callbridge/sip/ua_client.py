@@ -9,6 +9,8 @@
 * a 401/407 is answered **once** per challenge with digest credentials: the retry is a new
   INVITE transaction with CSeq + 1, the same Call-ID and From tag (the transaction layer ACKs
   the challenge itself);
+* a 3xx is followed once per new Contact (highest ``q`` first, IP hosts only, up to three
+  times), as a new INVITE transaction with CSeq + 1, the same Call-ID, From and To;
 * CANCEL is sent only after a provisional response; asked earlier, it waits for one (or for
   the final response, which then decides);
 * the ACK for a 2xx is a new request sent stateless and re-sent for each retransmitted 2xx;
@@ -18,12 +20,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Protocol
 
 from callbridge.sip.auth import DigestClient
 from callbridge.sip.dialog import Dialog, DialogState
 from callbridge.sip.errors import SdpError, SipError
-from callbridge.sip.headers import NameAddr, SipUri, parse_uri
+from callbridge.sip.headers import NameAddr, SipUri, parse_contacts, parse_uri
 from callbridge.sip.ids import new_call_id, new_tag
 from callbridge.sip.message import Headers, Request, Response
 from callbridge.sip.sdp import SdpNegotiator, parse_sdp
@@ -45,10 +48,15 @@ from callbridge.sip.ua_model import (
     Outcome,
     SipCall,
     UaEvent,
+    uri_destination,
 )
 
 if TYPE_CHECKING:
     from callbridge.sip.ua import UserAgent
+
+
+#: 3xx redirections followed per outbound call at most.
+MAX_REDIRECTS = 3
 
 
 class RequestOwner(Protocol):
@@ -241,6 +249,12 @@ class UacEngine:
             retry = self._authenticated_retry(call, response, now)
             if retry:
                 return []
+        if (
+            300 <= status < 400
+            and not call.cancel_requested
+            and self._redirect(call, response, now)
+        ):
+            return []
         outcome = Outcome.CANCELLED if call.cancel_requested or status == 487 else Outcome.REJECTED
         self.ua._finish(call, outcome)
         return [CallEnded(call, outcome, status, by_remote=True)]
@@ -265,6 +279,40 @@ class UacEngine:
         call.invite = request
         call.provisional = False
         call.client_key = self.ua.layer.send_request(request, call.peer, call.transport, now)
+        self._keys[call.client_key] = (call, "invite")
+        return True
+
+    def _redirect(self, call: SipCall, response: Response, now: float) -> bool:
+        """Follow a 3xx (RFC 3261 §8.1.3.4): INVITE the best new Contact (highest ``q``).
+
+        The retry keeps Call-ID, From and To with CSeq + 1; the transaction layer already
+        ACKed the 3xx. Only SIP URIs with an IP address on the call's transport are followed
+        (no DNS yet), each target once, at most :data:`MAX_REDIRECTS` times per call.
+        """
+        tried = call.extra.setdefault("tried_targets", {call.invite.uri})
+        assert isinstance(tried, set)
+        redirects = len(tried) - 1
+        if redirects >= MAX_REDIRECTS:
+            return False
+        target = _redirect_target(response, call.transport, tried)
+        if target is None:
+            return False
+        uri, destination = target
+        previous = call.invite
+        headers = Headers(
+            (n, v)
+            for n, v in previous.headers
+            if n.lower() not in ("via", "authorization", "proxy-authorization", "cseq")
+        )
+        headers.add("CSeq", f"{previous.cseq.number + 1} INVITE")
+        request = Request(headers=headers, body=previous.body, method="INVITE", uri=str(uri))
+        config = self.ua.config
+        stamp_via(request, call.transport, config.host, config.port, self.ua.ids)
+        tried.add(str(uri))
+        call.invite = request
+        call.peer = destination
+        call.provisional = False
+        call.client_key = self.ua.layer.send_request(request, destination, call.transport, now)
         self._keys[call.client_key] = (call, "invite")
         return True
 
@@ -366,3 +414,36 @@ class UacEngine:
             self.ua._finish(call, Outcome.NORMAL)
             return [CallEnded(call, Outcome.NORMAL, status, by_remote=True)]
         return []  # a failed re-INVITE leaves the dialog as it was
+
+
+def _redirect_target(
+    response: Response, transport: str, tried: set[str]
+) -> tuple[SipUri, Address] | None:
+    """The best Contact of a 3xx callbridge can reach: ``(uri, destination)`` or ``None``."""
+    try:
+        contacts = parse_contacts(response.headers.get_all("Contact"))
+    except SipError:
+        return None
+    if not isinstance(contacts, list):
+        return None
+    candidates: list[tuple[float, int, SipUri, Address]] = []
+    for position, contact in enumerate(contacts):
+        uri = contact.uri
+        if not isinstance(uri, SipUri) or uri.scheme != "sip" or str(uri) in tried:
+            continue
+        destination, uri_transport = uri_destination(uri, transport)
+        if uri_transport != transport:
+            continue
+        try:
+            ipaddress.ip_address(destination[0])
+        except ValueError:
+            continue  # a host name: no RFC 3263 resolution yet
+        try:
+            q = float(contact.param("q") or "1")
+        except ValueError:
+            q = 0.0
+        candidates.append((-q, position, uri, destination))
+    if not candidates:
+        return None
+    _, _, uri, destination = min(candidates, key=lambda c: (c[0], c[1]))
+    return uri, destination

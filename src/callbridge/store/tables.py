@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
 )
 
 #: Deterministic constraint names, so migrations can refer to them on every backend.
@@ -186,6 +188,9 @@ trunks = scoped_table(
     Column("username", Text(), nullable=False),
     Column("password", Text(), nullable=False),
     Column("detail", Text(), nullable=False),
+    # Migration 0005: keep a registration at the trunk, and the expiry asked for.
+    Column("register", Boolean(), nullable=False, server_default=false()),
+    Column("register_expires", Integer(), nullable=False, server_default="3600"),
     UniqueConstraint("name"),
 )
 

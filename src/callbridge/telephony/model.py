@@ -10,6 +10,9 @@ from datetime import datetime
 #: SIP user names callbridge accepts for extensions (unreserved URI characters only).
 USERNAME_RE = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 TRANSPORTS = ("udp", "tcp")
+DEFAULT_REGISTER_EXPIRES = 3600
+#: Accepted range of a trunk's asked registration expiry (seconds).
+REGISTER_EXPIRES_RANGE = (60, 86400)
 
 
 @dataclass(slots=True)
@@ -46,6 +49,10 @@ class Trunk:
     password: str = ""
     detail: str = ""
     tm_delete: datetime | None = None
+    #: Keep a binding at the trunk (REGISTER with digest as ``username``), refreshed.
+    register: bool = False
+    #: The expiry asked for in each REGISTER (the trunk may grant another one).
+    register_expires: int = DEFAULT_REGISTER_EXPIRES
 
     def __repr__(self) -> str:
         return f"Trunk(id={self.id}, name={self.name!r}, host={self.host!r}:{self.port})"

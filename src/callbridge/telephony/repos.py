@@ -90,6 +90,8 @@ class TrunkRepository(ScopedRepository[Trunk]):
             "username": item.username,
             "password": item.password,
             "detail": item.detail,
+            "register": item.register,
+            "register_expires": item.register_expires,
             "tm_update": _require_aware(item.tm_update, "tm_update"),
             "tm_delete": _require_aware(item.tm_delete, "tm_delete"),
         }
@@ -109,6 +111,8 @@ class TrunkRepository(ScopedRepository[Trunk]):
             tm_create=m["tm_create"],
             tm_update=m["tm_update"],
             tm_delete=m["tm_delete"],
+            register=bool(m["register"]),
+            register_expires=m["register_expires"],
         )
 
     async def insert(self, item: Trunk) -> Trunk:

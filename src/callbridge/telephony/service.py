@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
@@ -42,8 +43,8 @@ from callbridge.rtp.leg import RtpLeg
 from callbridge.rtp.port_pool import PortPool
 from callbridge.rtp.session import MediaDirection
 from callbridge.sip.auth import DigestServer
-from callbridge.sip.errors import NegotiationError
-from callbridge.sip.headers import SipUri
+from callbridge.sip.errors import NegotiationError, SipError
+from callbridge.sip.headers import SipUri, parse_uri
 from callbridge.sip.ids import SecretIdSource
 from callbridge.sip.registrar import LocationService, Registrar
 from callbridge.sip.sdp import Negotiated, SdpNegotiator
@@ -66,10 +67,12 @@ from callbridge.sip.ua_model import (
 from callbridge.store import Store
 from callbridge.telephony.leg import DialTarget, SipCallLeg
 from callbridge.telephony.model import Extension, Trunk
+from callbridge.telephony.trunk_registration import TrunkRegistrations
 
 log = get_logger(__name__)
 
 REFRESH_SECONDS = 2.0
+TEL_RE = re.compile(r"\+?[0-9]{1,20}")
 SECRET_FILE = "sip_nonce_secret"  # noqa: S105 - a file name, not a secret
 DEFAULT_FLOW: tuple[dict[str, object], ...] = (
     {"type": "answer"},
@@ -149,6 +152,8 @@ class TelephonyService:
         self._ended_early: dict[str, CallEnded] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        #: Registrations of the trunks configured with ``register`` (started by start()).
+        self.trunk_registrations = TrunkRegistrations(self, settings.data_dir)
 
     @property
     def ua(self) -> UserAgent:
@@ -200,6 +205,7 @@ class TelephonyService:
         if stack.port != config.port:
             ua.config = dataclasses.replace(config, port=stack.port)
         self._ua, self._stack = ua, stack
+        self.trunk_registrations.sync(self.directory.trunks.values())
         self._refresher = asyncio.create_task(self._refresh_loop(), name="sip-directory")
         log.info("sip listening", host=self.host, port=stack.port, domain=settings.sip_domain)
 
@@ -208,6 +214,8 @@ class TelephonyService:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+        if self._stack is not None:
+            await self.trunk_registrations.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -221,6 +229,8 @@ class TelephonyService:
         extensions = await self.store.extensions.all_active()
         trunks = await self.store.trunks.all_active()
         self.directory.update(extensions, trunks)
+        if self._stack is not None:
+            self.trunk_registrations.sync(trunks)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -394,31 +404,94 @@ class TelephonyService:
         call = found[0]
         self.stack.run(lambda now: self.ua.hold(call, hold, now))
 
+    def address_routes(self, address: PartyAddress) -> list[DialTarget]:
+        """Where a platform API destination (spec §5) goes, or :class:`NoRoute`.
+
+        ``extension``: every live binding of the extension (``target_name``, else ``target``);
+        ``tel``: the first trunk; ``sip``: the URI ``user@host[:port]`` itself (an IP literal:
+        no DNS yet). Other address types are not routable in this release.
+        """
+        kind = address.type
+        if kind == "extension":
+            name = address.target_name or address.target
+            if name not in self.directory.extensions:
+                raise NoRoute(f"extension {name!r} not found", missing=True)
+            if not self.location.lookup(name, self.clock.monotonic()):
+                raise NoRoute(f"extension {name!r} is not registered")
+            return self.routes(name)
+        if kind == "tel":
+            number = address.target
+            if not TEL_RE.fullmatch(number):
+                raise ValueError(f"tel target {number!r}: expected digits with an optional +")
+            if not self.directory.trunks:
+                raise NoRoute(f"no trunk to reach {number!r}")
+            return self.routes(number, next(iter(self.directory.trunks)))
+        if kind == "sip":
+            target = address.target.removeprefix("sip:")
+            try:
+                uri = parse_uri(f"sip:{target}")
+            except SipError as exc:
+                raise ValueError(f"sip target {address.target!r}: {exc}") from None
+            if not isinstance(uri, SipUri) or not uri.user:
+                raise ValueError(f"sip target {address.target!r}: expected user@host")
+            try:
+                ipaddress.ip_address(uri.host.strip("[]"))
+            except ValueError:
+                raise ValueError(
+                    f"sip target {address.target!r}: the host must be an IP address"
+                ) from None
+            destination, transport = uri_destination(uri, "UDP")
+            return [DialTarget(str(uri), destination, transport)]
+        raise NoRoute(f"destination type {kind!r} is not routable")
+
     async def dial(
         self,
         *,
         workspace_id: uuid.UUID,
-        to: str,
+        to: str = "",
         actions: Sequence[Action] = (),
         trunk: str | None = None,
+        destination: PartyAddress | None = None,
+        source: PartyAddress | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> LiveCall:
-        """Place an outbound call; the flow runs once the far end answers."""
-        signalling = SipCallLeg(self, dial=self.routes(to, trunk))
+        """Place an outbound call; the flow runs once the far end answers.
+
+        ``to`` is an extension name or a number (:meth:`routes`); a platform API
+        ``destination`` address goes through :meth:`address_routes` instead.
+        """
+        if destination is not None:
+            targets = self.address_routes(destination)
+        else:
+            targets = self.routes(to, trunk)
+            kind = "extension" if to in self.directory.extensions else "tel"
+            destination = PartyAddress(kind, to)
+        signalling = SipCallLeg(self, dial=targets)
         leg = RtpLeg(f"sip-out-{uuid.uuid4().hex[:8]}", pool=self.pool, clock=self.clock,
                      host=self.host, outgoing=True, signalling=signalling)  # fmt: skip
-        kind = "extension" if to in self.directory.extensions else "tel"
+        if source is None:
+            source = PartyAddress("sip", f"callbridge@{self.settings.sip_domain}")
         try:
             return await self.calls.start_call(
                 workspace_id=workspace_id,
                 direction=Direction.OUTGOING,
-                source=PartyAddress("sip", f"callbridge@{self.settings.sip_domain}"),
-                destination=PartyAddress(kind, to),
+                source=source,
+                destination=destination,
                 leg=leg,
                 actions=actions,
+                variables=variables,
             )
         except BaseException:
             await leg.close()
             raise
+
+
+class NoRoute(LookupError):
+    """A destination callbridge cannot reach; ``missing`` when it does not exist at all."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def hangup_reason(event: CallEnded) -> tuple[HangupReason, HangupBy]:
