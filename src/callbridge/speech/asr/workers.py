@@ -176,21 +176,41 @@ class WorkerPool(Generic[J, R]):
         if self._closed:
             return
         self._closed = True
+        self._fail_queued()
+        for _ in self._workers:
+            self._jobs.put(None)
+        for worker in self._workers:
+            if worker.thread is not None:
+                await asyncio.to_thread(worker.thread.join, 10.0)
+            if worker.process is not None:  # joining the child must not block the loop
+                await asyncio.to_thread(self._stop_process, worker)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Blocking :meth:`aclose` for code without a running loop (a finaliser, ``atexit``):
+        waits up to ``timeout`` seconds per worker for the job it is running."""
+        if self._closed:
+            return
+        self._closed = True
+        self._fail_queued()
+        for _ in self._workers:
+            self._jobs.put(None)
+        for worker in self._workers:
+            if worker.thread is not None and worker.thread is not threading.current_thread():
+                worker.thread.join(timeout)
+            self._stop_process(worker)
+
+    def _fail_queued(self) -> None:
+        """Fail every queued job with :class:`PoolClosed` (skipping loops already closed)."""
         while True:
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
             if job is not None:
-                job.loop.call_soon_threadsafe(
-                    _resolve, job.future, False, PoolClosed(f"{self.name} pool closed")
-                )
-        for _ in self._workers:
-            self._jobs.put(None)
-        for worker in self._workers:
-            if worker.thread is not None:
-                await asyncio.to_thread(worker.thread.join, 10.0)
-            self._stop_process(worker)
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                    job.loop.call_soon_threadsafe(
+                        _resolve, job.future, False, PoolClosed(f"{self.name} pool closed")
+                    )
 
     @property
     def size(self) -> int:
@@ -284,6 +304,8 @@ class WorkerPool(Generic[J, R]):
             job = self._jobs.get()
             if job is None:
                 return
+            # The future is resolved on the loop (call_soon_threadsafe), so it is not done yet
+            # right after a reply: the loop ends on the reply itself, never re-sending the job.
             while not job.future.done():
                 job.attempts += 1
                 try:
@@ -299,6 +321,7 @@ class WorkerPool(Generic[J, R]):
                     if job.attempts > self._retries:
                         crash = WorkerCrashed(f"{self.name} worker {worker.index} crashed on job")
                         job.loop.call_soon_threadsafe(_resolve, job.future, False, crash)
+                        break
                     continue
                 if status == "ok":
                     job.loop.call_soon_threadsafe(_resolve, job.future, True, value)
@@ -306,6 +329,7 @@ class WorkerPool(Generic[J, R]):
                     job.loop.call_soon_threadsafe(
                         _resolve, job.future, False, EngineJobError(str(value))
                     )
+                break
 
     def _recover(self, worker: _Worker, exc: BaseException) -> bool:
         """Restart a dead worker process; False if the pool is closing or restart failed."""

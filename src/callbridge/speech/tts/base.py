@@ -5,8 +5,10 @@ Supported SSML (anything else is rejected with :class:`SsmlError`, never spoken 
 (also ``characters``/``spell-out``), ``<s>``/``<p>`` (sentence boundaries).
 
 :meth:`Synthesizer.stream` yields :class:`AudioChunk` s as each sentence is produced, so the
-first audio plays while the rest is synthesised. Engines run off the event loop (a thread or
-a serialising lock, see each engine). :class:`PromptCache` memoises whole prompts.
+first audio plays while the rest is synthesised. Engines run off the event loop: the built-in
+ones in worker processes (:mod:`.workers`, decision 044: Piper's phonemiser holds the GIL,
+eSpeak NG runs one synthesis per process), an engine without workers in a thread.
+:class:`PromptCache` memoises whole prompts in this process.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from callbridge.media.constants import BYTES_PER_SECOND, bytes_for_ms
 from callbridge.media.resample import Resampler
+
+if TYPE_CHECKING:
+    from callbridge.speech.tts.workers import SynthesisWorkers
 
 __all__ = [
     "AudioChunk",
@@ -209,7 +214,36 @@ class Synthesizer(ABC):
 
     @abstractmethod
     def synthesize_sentences(self, segments: list[Segment], voice: Voice) -> Iterator[bytes]:
-        """Blocking: yield 8 kHz PCM16 per segment (runs in a worker thread)."""
+        """Blocking, in this process: yield PCM16 per segment (a worker thread or process)."""
+
+    def plan(self, segments: list[Segment]) -> list[Segment]:
+        """The segments a worker synthesises one by one (an engine may split the first
+        sentence for a faster first audio); :meth:`synthesize_sentences` applies it itself."""
+        return segments
+
+    def synthesize_segment(self, segment: Segment, voice: Voice) -> bytes:
+        """Blocking, in this process: one planned segment's PCM16 (a worker process's job)."""
+        return b"".join(self.synthesize_sentences([segment], voice))
+
+    def preload(self) -> None:  # noqa: B027 - optional hook
+        """Blocking, in this process: load and warm the engine (worker processes call it)."""
+
+    #: The engine's worker processes; ``None``: synthesis runs in a thread of this process.
+    _workers: SynthesisWorkers | None = None
+
+    def worker_pids(self) -> list[int | None]:
+        """The worker processes' ids (empty when synthesis runs in this process)."""
+        workers = self._workers
+        pool = workers.pool if workers is not None else None
+        return pool.worker_pids() if pool is not None else []
+
+    async def start(self) -> None:
+        """Load and warm the engine (its worker processes, or in a thread), so the first
+        prompt does not pay for it; otherwise the first :meth:`stream` does."""
+        if self._workers is not None:
+            await self._workers.start()
+        else:
+            await asyncio.to_thread(self.preload)
 
     async def stream(
         self, text: str, *, voice: str | None = None, language: str = "en-US"
@@ -218,6 +252,15 @@ class Synthesizer(ABC):
         then an empty ``final`` chunk."""
         segments = parse_text(text)
         chosen = self._voice_named(voice) if voice else self.voice_for(language)
+        if self._workers is not None:
+            pieces = self._workers.stream(self.plan(segments), chosen, self.sample_rate)
+            try:
+                async for pcm in pieces:
+                    yield AudioChunk(pcm)
+            finally:
+                await pieces.aclose()
+            yield AudioChunk(b"", final=True)
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=4)
         stop = threading.Event()
@@ -263,8 +306,10 @@ class Synthesizer(ABC):
                 return v
         raise ValueError(f"{self.name} has no voice {name!r}")
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
-        """Release the engine."""
+    async def aclose(self) -> None:
+        """Release the engine (stops its worker processes; a later prompt restarts them)."""
+        if self._workers is not None:
+            await self._workers.aclose()
 
 
 def silence(ms: int, rate: int = 8000) -> bytes:

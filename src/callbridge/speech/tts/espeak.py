@@ -4,14 +4,19 @@ Licensing: eSpeak NG is GPL-3.0; the library is loaded only inside this module, 
 first synthesis, so callbridge stays Apache-2.0 without the ``speech`` extra.
 
 eSpeak NG keeps global state (one voice, one callback): **one synthesis at a time per
-process**, enforced by a process-wide lock. It is so fast (RTF ≈ 0.001) that serialising costs
-little; the lock is taken per sentence so long prompts interleave fairly. Synthesis runs in the
-caller's worker thread (the ``SYNCHRONOUS`` output mode), never on the event loop.
+process**, enforced by a process-wide lock (ctypes releases the GIL during the call; the audio
+callback takes it back per buffer). By default an :class:`EspeakSynthesizer` therefore
+synthesises in ``workers`` worker processes (:mod:`callbridge.speech.tts.workers`, decision
+044), each with the library initialised and warmed once, one sentence per job so long
+prompts interleave fairly; ``workers=0`` synthesises in a thread of this process (the
+``SYNCHRONOUS`` output mode), never on the event loop.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import importlib.util
 import threading
 from collections.abc import Iterator
 from typing import Any, Final
@@ -19,10 +24,12 @@ from typing import Any, Final
 from callbridge.media.resample import Resampler
 from callbridge.speech import EngineUnavailable
 from callbridge.speech.tts.base import Segment, Synthesizer, Voice, silence
+from callbridge.speech.tts.workers import SynthesisWorkers
 
 __all__ = ["EspeakSynthesizer"]
 
 _LOCK: Final = threading.Lock()
+_WARM_UP_TEXT: Final = "Hello, this is a warm up."
 _AUDIO_OUTPUT_SYNCHRONOUS: Final = 2
 _CHARS_UTF8: Final = 1
 _RATE_PARAM: Final = 1
@@ -108,31 +115,56 @@ def _get_engine() -> _Engine:
     return _engine
 
 
+def _check_installed() -> None:
+    """EngineUnavailable without loading the GPL library (the worker loads it)."""
+    if importlib.util.find_spec("espeakng_loader") is None:
+        raise EngineUnavailable(
+            "the espeak engine needs the 'espeakng-loader' package (install callbridge[speech])"
+        )
+
+
 class EspeakSynthesizer(Synthesizer):
-    """eSpeak NG voices; ``wpm`` is the speaking rate in words per minute."""
+    """eSpeak NG voices; ``wpm`` is the speaking rate in words per minute. Synthesis runs in
+    ``workers`` worker processes (default 1; ``0``: a thread of this process); ``queue_size``
+    bounds the sentences waiting for a worker."""
 
     name = "espeak"
 
-    def __init__(self, *, wpm: int = 165, sample_rate: int = 8000) -> None:
+    def __init__(
+        self, *, wpm: int = 165, sample_rate: int = 8000, workers: int = 1, queue_size: int = 8
+    ) -> None:
         if not 80 <= wpm <= 450:
             raise ValueError("wpm must be within 80..450")
+        if workers < 0:
+            raise ValueError("workers must be >= 0 (0 = synthesise in this process)")
         Resampler(sample_rate, sample_rate)  # validates the rate
         self._wpm = wpm
         #: Output rate (8 kHz, callbridge's internal format, unless asked otherwise).
         self.sample_rate = sample_rate
+        if workers:
+            in_worker = functools.partial(
+                EspeakSynthesizer, wpm=wpm, sample_rate=sample_rate, workers=0
+            )
+            self._workers = SynthesisWorkers(
+                self, in_worker, workers=workers, queue_size=queue_size, check=_check_installed
+            )
 
     def voices(self) -> list[Voice]:
         return [Voice(n, lang, g, self.name) for n, lang, g in _VOICES]  # type: ignore[arg-type]
 
+    def preload(self) -> None:
+        """Blocking, in this process: initialise the library and warm it with one sentence."""
+        self.synthesize_segment(Segment(_WARM_UP_TEXT), self.voices()[0])
+
     def synthesize_sentences(self, segments: list[Segment], voice: Voice) -> Iterator[bytes]:
-        resampler: Resampler | None = None
         for segment in segments:
-            if segment.pause_ms:
-                yield silence(segment.pause_ms, self.sample_rate)
-                continue
-            with _LOCK:
-                engine = _get_engine()
-                pcm = engine.speak(segment.text, _ESPEAK_IDS.get(voice.name, voice.name), self._wpm)
-            if resampler is None:
-                resampler = Resampler(engine.sample_rate, self.sample_rate, quality="HQ")
-            yield resampler.process(pcm) + resampler.flush()
+            yield self.synthesize_segment(segment, voice)
+
+    def synthesize_segment(self, segment: Segment, voice: Voice) -> bytes:
+        if segment.pause_ms:
+            return silence(segment.pause_ms, self.sample_rate)
+        with _LOCK:
+            engine = _get_engine()
+            pcm = engine.speak(segment.text, _ESPEAK_IDS.get(voice.name, voice.name), self._wpm)
+        resampler = Resampler(engine.sample_rate, self.sample_rate, quality="HQ")
+        return resampler.process(pcm) + resampler.flush()

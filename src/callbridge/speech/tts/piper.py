@@ -4,22 +4,26 @@ Licensing: ``piper-tts`` is GPL-3.0 (it embeds eSpeak NG for phonemisation). It 
 only inside this module, lazily, on first synthesis — callbridge itself stays Apache-2.0 and
 works without the ``speech`` extra.
 
-Concurrency: phonemisation (eSpeak inside Piper, holds the GIL, not re-entrant) is serialised
-by a process-wide lock and is short; the ONNX inference releases the GIL and runs in the
-calling worker thread, so several prompts synthesise in parallel. Audio is produced per
-sentence, peak-normalised like Piper's own CLI, and resampled to 8 kHz — all in the worker
-thread, never on the event loop.
+Concurrency (decision 044): phonemisation (eSpeak inside Piper) holds the GIL and is not
+re-entrant, so by default a :class:`PiperSynthesizer` synthesises in ``workers`` worker
+processes (:mod:`callbridge.speech.tts.workers`), each with every voice loaded and warmed once;
+the server's event loop only receives finished sentences. ``workers=0`` synthesises in a
+thread of this process instead (a one-shot tool; the phonemiser is then serialised by a
+process-wide lock). Audio is produced per sentence, peak-normalised like Piper's own CLI, and
+resampled to the output rate, all in the worker.
 
 Time to first audio (decision 041): each voice is loaded *and warmed* by one synthesis in
 :meth:`PiperSynthesizer.preload` (the first ONNX run is several times slower than the next);
 the first phrase of a prompt (up to a comma, if that leaves a few words) is synthesised on
 its own so playback starts while the rest is produced; ONNX Runtime runs with one intra-op
 thread and no spin-waiting per synthesis (``intra_op_threads``), the best real-time factor
-on a shared 2-core host — concurrent prompts use the other cores.
+on a shared 2-core host.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import threading
 import warnings
@@ -33,6 +37,7 @@ import numpy as np
 from callbridge.media.resample import Resampler
 from callbridge.speech import EngineUnavailable
 from callbridge.speech.tts.base import Segment, Synthesizer, Voice, silence
+from callbridge.speech.tts.workers import SynthesisWorkers
 
 __all__ = ["PiperSynthesizer", "PiperVoiceFile", "default_voice_file"]
 
@@ -101,8 +106,19 @@ def voice_file(model: str | Path, *, gender: str = "neutral") -> PiperVoiceFile:
     return PiperVoiceFile(model.name.removesuffix(".onnx"), model, config, code, gender)
 
 
+def _check_installed() -> None:
+    """EngineUnavailable without importing the GPL package (the worker imports it)."""
+    for package in ("piper", "onnxruntime"):
+        if importlib.util.find_spec(package) is None:
+            raise EngineUnavailable(
+                f"the piper engine needs the '{package}' package (install callbridge[speech])"
+            )
+
+
 class PiperSynthesizer(Synthesizer):
-    """Piper voices, loaded once on first use."""
+    """Piper voices, loaded once per worker process (``workers``, default 1) on first use or
+    :meth:`start`; ``workers=0`` synthesises in a thread of this process instead.
+    ``queue_size`` bounds the sentences waiting for a worker."""
 
     name = "piper"
 
@@ -113,6 +129,8 @@ class PiperSynthesizer(Synthesizer):
         length_scale: float | None = None,
         sample_rate: int = 8000,
         intra_op_threads: int = 1,
+        workers: int = 1,
+        queue_size: int = 8,
     ) -> None:
         if intra_op_threads < 0:
             raise ValueError("intra_op_threads must be >= 0 (0 = ONNX Runtime's default)")
@@ -128,6 +146,20 @@ class PiperSynthesizer(Synthesizer):
         self.sample_rate = sample_rate
         self._loaded: dict[str, Any] = {}
         self._load_lock = threading.Lock()
+        if workers < 0:
+            raise ValueError("workers must be >= 0 (0 = synthesise in this process)")
+        if workers:
+            in_worker = functools.partial(
+                PiperSynthesizer,
+                self._files,
+                length_scale=length_scale,
+                sample_rate=sample_rate,
+                intra_op_threads=intra_op_threads,
+                workers=0,
+            )
+            self._workers = SynthesisWorkers(
+                self, in_worker, workers=workers, queue_size=queue_size, check=_check_installed
+            )
 
     def voices(self) -> list[Voice]:
         return [
@@ -166,33 +198,41 @@ class PiperSynthesizer(Synthesizer):
             return loaded
 
     def preload(self) -> None:
-        """Blocking: load every voice and warm it with one synthesis (call from a worker
-        thread at start-up, e.g. ``await asyncio.to_thread(synth.preload)``)."""
+        """Blocking, in this process: load every voice and warm it with one synthesis (each
+        worker process does this before it is ready; see :meth:`start`)."""
         for voice in self.voices():
             if voice.name not in self._loaded:
-                for _ in self.synthesize_sentences([Segment(_WARM_UP_TEXT)], voice):
-                    pass
+                self.synthesize_segment(Segment(_WARM_UP_TEXT), voice)
+
+    def plan(self, segments: list[Segment]) -> list[Segment]:
+        return first_phrase_split(segments)
 
     def synthesize_sentences(self, segments: list[Segment], voice: Voice) -> Iterator[bytes]:
+        for segment in self.plan(segments):
+            if segment.pause_ms:
+                yield silence(segment.pause_ms, self.sample_rate)
+            else:
+                yield self.synthesize_segment(segment, voice)
+
+    def synthesize_segment(self, segment: Segment, voice: Voice) -> bytes:
+        if segment.pause_ms:
+            return silence(segment.pause_ms, self.sample_rate)
         from piper.config import SynthesisConfig
 
         model = self._voice(voice.name)
         config = SynthesisConfig(length_scale=self._length_scale)
         resampler = Resampler(int(model.config.sample_rate), self.sample_rate, quality="HQ")
-        for segment in first_phrase_split(segments):
-            if segment.pause_ms:
-                yield silence(segment.pause_ms, self.sample_rate)
+        with _PHONEMIZE_LOCK:
+            sentences = model.phonemize(segment.text)
+        out = bytearray()
+        for phonemes in sentences:
+            if not phonemes:
                 continue
-            with _PHONEMIZE_LOCK:
-                sentences = model.phonemize(segment.text)
-            for phonemes in sentences:
-                if not phonemes:
-                    continue
-                ids = model.phonemes_to_ids(phonemes)
-                audio = model.phoneme_ids_to_audio(ids, config)
-                if isinstance(audio, tuple):
-                    audio = audio[0]
-                peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-                scaled = audio * (_PEAK / peak) if peak > 1e-8 else np.zeros_like(audio)
-                pcm = scaled.astype("<i2").tobytes()
-                yield resampler.process(pcm) + resampler.flush()
+            ids = model.phonemes_to_ids(phonemes)
+            audio = model.phoneme_ids_to_audio(ids, config)
+            if isinstance(audio, tuple):
+                audio = audio[0]
+            peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+            scaled = audio * (_PEAK / peak) if peak > 1e-8 else np.zeros_like(audio)
+            out += resampler.process(scaled.astype("<i2").tobytes()) + resampler.flush()
+        return bytes(out)
