@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from callbridge.cli import admin, callfile, config, phone, rtvbp, serve, speech, version
+from callbridge.cli import admin, callfile, config, h2b_test, phone, rtvbp, serve, speech, version
 from callbridge.cli import call as call_command
 from callbridge.cli.common import CommandError, ConfigError, Handler
 
@@ -28,6 +28,7 @@ COMMAND_GROUPS: tuple[ModuleType, ...] = (
     version,
     admin,
     phone,
+    h2b_test,
     call_command,
 )
 
