@@ -36,6 +36,8 @@ from callbridge.speech.asr.whisper import (  # noqa: E402
     WhisperModelFactory,
     WhisperRecognizer,
     encoder_frames,
+    reduce_noise,
+    trim_repetitions,
 )
 from callbridge.speech.grammars import MatchKind, load_grammar, normalize  # noqa: E402
 from callbridge.speech.tts.espeak import EspeakSynthesizer  # noqa: E402
@@ -138,6 +140,73 @@ async def test_whisper_encodes_a_short_window_not_30_s(clips: dict[str, bytes]) 
     assert wer(SENTENCE, interim.transcript) <= 0.1, interim.transcript
 
 
+async def test_constrained_pass_writes_only_the_grammar_vocabulary(
+    clips: dict[str, bytes],
+) -> None:
+    grammar = load_grammar("builtin:speech/spelling/digits")
+    vocabulary = grammar.constraint().vocabulary
+    model = await asyncio.to_thread(WhisperModelFactory(str(WhisperRecognizer().model_dir)))
+    free = await asyncio.to_thread(model.run, WhisperJob(clips["oog"], final=True))
+    assert "email" in normalize(free.transcript).split(), free.transcript
+    job = WhisperJob(clips["oog"], final=True, vocabulary=vocabulary)
+    forced = await asyncio.to_thread(model.run, job)
+    allowed = {normalize(w) for w in vocabulary}
+    assert all(w in allowed or w.isdigit() for w in normalize(forced.transcript).split()), (
+        forced.transcript
+    )
+    prompt = grammar.constraint().prompt
+    digits = WhisperJob(clips["digits"], final=True, prompt=prompt, vocabulary=vocabulary)
+    read = await asyncio.to_thread(model.run, digits)
+    assert grammar.interpret(read.transcript).value == "45129", read.transcript
+
+
+async def test_grammar_hints_reach_whisper_and_keep_rejection(
+    whisper: WhisperRecognizer, clips: dict[str, bytes]
+) -> None:
+    digits = load_grammar("builtin:speech/spelling/digits")
+    result = await whisper.transcribe_for(clips["digits"], digits)
+    assert digits.interpret(result.transcript).value == "45129", result.transcript
+    boolean = load_grammar("builtin:speech/boolean")
+    oog = await whisper.transcribe_for(clips["oog"], boolean)
+    assert boolean.interpret(oog.transcript).kind is MatchKind.NONE, oog.transcript
+
+
+async def test_repetition_loops_are_trimmed_but_codes_are_kept() -> None:
+    def trimmed(text: str) -> str:
+        tokens = text.split()
+        return " ".join(tokens[i] for i in trim_repetitions(tokens))
+
+    loop = "I think, 8th and 8th. I think, 8th and 8th. I think, 8th and 8th."
+    assert trimmed(loop) == "I think, 8th and 8th."
+    assert trimmed("Sure. " * 40) == "Sure."
+    assert trimmed("My code is " + "C, " * 30) == "My code is C,"
+    assert trimmed("the the the cat") == "the cat"
+    cut = "four five one two nine four five one two nine four five one two nine four five one"
+    assert trimmed(cut) == "four five one two nine"
+    for code in ("one two one two", "1 2 1 2 1 2", "seven seven seven", "0 0 0 0", "yes yes"):
+        assert trimmed(code) == code
+    assert trimmed("") == ""
+
+
+async def test_noise_reduction_lowers_stationary_noise_and_keeps_clean_audio() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    t = np.arange(24000) / 8000
+    voice = np.where((t > 0.5) & (t < 2.5), 8000 * np.sin(2 * np.pi * 440 * t), 0.0)
+    noise = rng.standard_normal(len(t)) * 800
+    noisy = np.clip(voice + noise, -32768, 32767).astype("<i2")
+    out = np.frombuffer(reduce_noise(noisy.tobytes()), dtype="<i2").astype(float)
+    quiet = t < 0.4
+    assert np.std(out[quiet]) < 0.5 * np.std(noisy[quiet])  # noise floor down
+    middle = (t > 1.0) & (t < 2.0)
+    assert abs(np.std(out[middle]) - np.std(voice[middle])) < 0.1 * np.std(voice[middle])
+    clean = voice.astype("<i2")
+    restored = np.frombuffer(reduce_noise(clean.tobytes()), dtype="<i2").astype(float)
+    assert np.max(np.abs(restored - clean)) <= 2  # silence is no noise: unchanged
+    assert reduce_noise(b"\x01\x00" * 100) == b"\x01\x00" * 100  # too short: as is
+
+
 async def test_whisper_does_not_block_the_loop(
     whisper: WhisperRecognizer, clips: dict[str, bytes]
 ) -> None:
@@ -230,3 +299,12 @@ async def test_tts_output_transcribes_back(
     pcm = telephone(b"".join(c.pcm for c in chunks))
     result = await whisper.transcribe(pcm)
     assert wer(text, result.transcript) <= limit, result.transcript
+
+
+async def test_a_sentence_said_twice_is_kept_once() -> None:
+    tokens = ["six", "one", "nine", "two.", "six", "one", "nine", "two."]
+    assert [tokens[i] for i in trim_repetitions(tokens)] == ["six", "one", "nine", "two."]
+    tokens = ["eight", "eight", "three.", "eight", "eight"]
+    assert trim_repetitions(tokens) == [0, 1, 2]
+    tokens = ["Yes.", "No."]
+    assert trim_repetitions(tokens) == [0, 1]

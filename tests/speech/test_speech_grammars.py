@@ -11,6 +11,7 @@ from callbridge.speech.grammars import (
     GrammarError,
     MatchKind,
     load_grammar,
+    normalize,
     parse_grammar_uri,
     split_alternatives,
 )
@@ -442,3 +443,92 @@ def test_code_tokens_split_caps_and_alnum_but_keep_words_and_ordinals() -> None:
 )  # fmt: skip
 def test_digits_still_reject_sentences(text: str) -> None:
     assert load_grammar("builtin:speech/spelling/digits").interpret(text).kind is MatchKind.NONE
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("720-074199", "720074199"), ("2 1, 0, 7", "2107"), ("seven, two, oh, seven", "7207"),
+        ("Double-seven two.", "772"), ("It's two-one-seven-seven-one.", "21771"),
+        ("Seven two zero seven four one nine nine.", "72074199"), ("Triple 5 9", "5559"),
+        ("The number is two, zero, four, seven.", "2047"), ("My code is... 4 8 7 1.", "4871"),
+        ("zero-zero seven", "007"), ("Number: 2 0 4 7", "2047"),
+    ],
+)  # fmt: skip
+def test_digits_in_more_whisper_formats(text: str, value: str) -> None:
+    result = load_grammar("builtin:speech/spelling/digits").interpret(text)
+    assert (result.kind, result.value, result.confidence) == (MatchKind.FULL, value, 1.0), text
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [
+        ("builtin:speech/spelling/digits", "one two three"),
+        ("builtin:speech/spelling/phone_number", "one two three"),
+        ("builtin:speech/zipcode", "one two three"),
+        ("builtin:speech/spelling/mixed", "a b one two"),
+        ("builtin:speech/boolean", "yes no"),
+    ],
+)
+def test_constraints_prompt_whisper_in_the_interpreters_style(uri: str, words: str) -> None:
+    constraint = load_grammar(uri).constraint()
+    assert constraint.prompt is not None
+    assert all(w in normalize(constraint.prompt).split() for w in words.split())
+    assert set(words.split()) <= {normalize(w) for w in constraint.vocabulary}
+
+
+def test_keywords_prompt_and_vocabulary_are_the_alternatives() -> None:
+    g = load_grammar("builtin:speech/keywords?alternatives=billing|technical support|sales")
+    constraint = g.constraint()
+    assert constraint.prompt == "billing, technical support, sales."
+    assert {"billing", "technical", "support", "sales"} <= set(constraint.vocabulary)
+    assert constraint.keyphrases == ("billing", "technical support", "sales")
+
+
+def _carrier_words(jsgf_text: str) -> list[str]:
+    [rule] = [line for line in jsgf_text.splitlines() if line.startswith("<carrier> =")]
+    return rule.removeprefix("<carrier> =").rstrip(";").replace("|", " ").split()
+
+
+@pytest.mark.parametrize(
+    ("uri", "payload", "value"),
+    [
+        ("builtin:speech/spelling/digits", "four five one two", "4512"),
+        ("builtin:speech/spelling/digits?length=4", "four five one two", "4512"),
+        ("builtin:speech/zipcode", "nine four one zero five", "94105"),
+        ("builtin:speech/boolean", "yes", True),
+        ("builtin:speech/boolean", "no", False),
+        ("builtin:speech/keywords?alternatives=billing|technical support|sales", "sales", "sales"),
+    ],
+)
+def test_jsgf_carrier_words_surround_the_payload_and_interpret_away(
+    uri: str, payload: str, value: object
+) -> None:
+    """The constrained decoder may wrap the payload in carrier words; every such reading must
+    still interpret to the payload's value (carriers are words the interpreter ignores)."""
+    g = load_grammar(uri)
+    text = g.constraint().jsgf or ""
+    assert "public <main> = <carrier>* (" in text and ") <carrier>*;" in text
+    carriers = _carrier_words(text)
+    assert carriers
+    for word in carriers:
+        for reading in (f"{word} {payload}", f"{payload} {word}"):
+            result = g.interpret(reading)
+            assert (result.kind, result.value) == (MatchKind.FULL, value), reading
+
+
+def test_code_carriers_are_no_digit_homophones() -> None:
+    from callbridge.speech.grammars.spelled import CODE_CARRIER
+
+    assert not {"oh", "o", "to", "too", "for", "fore", "a", "ate", "won"} & set(CODE_CARRIER)
+
+
+def test_boolean_jsgf_answers_are_all_interpretable() -> None:
+    g = load_grammar("builtin:speech/boolean")
+    text = g.constraint().jsgf or ""
+    [rule] = [line for line in text.splitlines() if line.startswith("<answer> =")]
+    answers = rule.removeprefix("<answer> =").rstrip(";").split("|")
+    assert len(answers) > 20
+    for answer in answers:
+        result = g.interpret(answer.strip())
+        assert result.kind is MatchKind.FULL, answer

@@ -263,3 +263,105 @@ def test_sphinx_evidence_band_maps_confidence_and_decides() -> None:
     assert (kept.confidence, kind, kept.rejected) == (1.0, "uncertain", False)
     with pytest.raises(ValueError):
         SphinxRecognizer(accept_evidence=-9000.0, reject_evidence=-8000.0)
+
+
+def test_cross_check_fusion_rules() -> None:
+    """Decision 043: the free reading rejects, agreement keeps PocketSphinx, a full match
+    beats a partial one, and between two full readings Whisper's wins."""
+    from callbridge.speech.asr.base import Alternative
+    from callbridge.speech.asr.sphinx import SphinxRecognizer
+
+    def res(text: str, conf: float = 0.8) -> DecodeResult:
+        return DecodeResult(text, conf, nbest=(Alternative(text, conf),))
+
+    four = load_grammar("builtin:speech/spelling/digits?length=4")
+    check = SphinxRecognizer.cross_check
+    rejected = check(res("four five one two"), res("I would rather not say."), four, "en-US")
+    assert rejected.rejected and "out of grammar" in rejected.reason
+    agreed = check(res("it's four five one two"), res("It's 4512.", 0.9), four, "en-US")
+    assert (agreed.transcript, agreed.confidence) == ("it's four five one two", 0.9)
+    # Whisper heard five digits (partial for length=4), PocketSphinx a full four-digit code.
+    full = check(res("four five one two"), res("4 5 1 2 9"), four, "en-US")
+    assert full.transcript == "four five one two" and not full.rejected
+    assert [a.transcript for a in full.nbest] == ["four five one two", "4 5 1 2 9"]
+    # Two full readings that differ: Whisper's.
+    both = check(res("four five one two"), res("4 5 1 7"), four, "en-US")
+    assert both.transcript == "4 5 1 7" and both.nbest[0].transcript == "4 5 1 7"
+    # A sphinx result already rejected by an earlier layer stays rejected.
+    early = DecodeResult("yes", 0.0, rejected=True, reason="band")
+    assert check(early, res("4512"), four, "en-US") is early
+
+
+def test_constrained_reading_replaces_only_a_doubtful_free_reading() -> None:
+    from callbridge.speech.asr.whisper import choose_reading, needs_constrained_pass
+
+    digits = load_grammar("builtin:speech/spelling/digits")
+    clean = DecodeResult("It's two one seven seven one.", 0.9)
+    doubtful = DecodeResult("My code is four eight seven months.", 0.5)
+    oog = DecodeResult("The kids are playing in the garden.", 0.9)
+    assert not needs_constrained_pass(digits, clean, "en-US")
+    assert needs_constrained_pass(digits, doubtful, "en-US")
+    assert not needs_constrained_pass(digits, oog, "en-US")  # rejection is not at stake
+    constrained = DecodeResult("My code is four eight seven one.", 0.7)
+    chosen = choose_reading(digits, doubtful, constrained, "en-US")
+    assert chosen.transcript == constrained.transcript
+    assert [a.transcript for a in chosen.nbest] == [constrained.transcript]
+    # A constrained reading that is no cleaner, or an out-of-grammar free reading, loses.
+    worse = DecodeResult("months four eight", 0.7)
+    assert choose_reading(digits, doubtful, worse, "en-US") is doubtful
+    assert choose_reading(digits, oog, constrained, "en-US") is oog
+
+
+def test_grouped_numerals_ask_for_the_constrained_digit_reading() -> None:
+    from callbridge.speech.asr.whisper import choose_reading, needs_constrained_pass
+
+    digits = load_grammar("builtin:speech/spelling/digits")
+    grouped = DecodeResult("It's 5, 220, 0, 967, 0.", 0.8)  # tiny.en merged "two zero"
+    assert digits.interpret(grouped.transcript).confidence == 1.0  # explained, yet doubtful
+    assert needs_constrained_pass(digits, grouped, "en-US")
+    assert not needs_constrained_pass(digits, DecodeResult("It's 5 2 2 0.", 0.8), "en-US")
+    spelled = DecodeResult("It's five two two zero nine six seven zero.", 0.7)
+    assert choose_reading(digits, grouped, spelled, "en-US").transcript == spelled.transcript
+    also_grouped = DecodeResult("It's 52209670.", 0.9)
+    assert choose_reading(digits, grouped, also_grouped, "en-US") is grouped
+
+
+async def test_second_opinion_keeps_an_in_grammar_reading_only_when_both_constrained_agree() -> (
+    None
+):
+    """Free Whisper missed the grammar, PocketSphinx heard it: a vocabulary-restricted
+    Whisper pass must give the same value for the reading to stand (decision 043)."""
+    from typing import Any, cast
+
+    from callbridge.speech.asr.sphinx import SphinxRecognizer
+    from callbridge.speech.asr.whisper import WhisperRecognizer
+
+    class Restricted:
+        def __init__(self, text: str) -> None:
+            self.text = text
+            self.calls = 0
+
+        async def transcribe_constrained(self, pcm: bytes, grammar: Any, **_: Any) -> Any:
+            self.calls += 1
+            return DecodeResult(self.text, 0.6)
+
+    grammar = load_grammar("builtin:speech/keywords?alternatives=billing|sales")
+    free = DecodeResult("For me through the mail please.", 0.6)
+    sphinx = DecodeResult("put me through sales please", 1.0)
+
+    async def fused(text: str, sphinx_result: DecodeResult = sphinx) -> DecodeResult:
+        stub = Restricted(text)
+        rec = SphinxRecognizer(verifier=cast(WhisperRecognizer, stub))
+        whisper = await rec._second_opinion(b"", sphinx_result, free, grammar, "en-US", 8000)
+        return rec.cross_check(sphinx_result, whisper, grammar, "en-US")
+
+    agreed = await fused("Put me through the sales please.")
+    assert not agreed.rejected and grammar.interpret(agreed.transcript).value == "sales"
+    assert (await fused("I need billing.")).rejected  # a different value: no
+    assert (await fused("So, please,")).rejected  # carriers only: out of grammar
+    forced = DecodeResult("billing", 1.0)
+    assert (await fused("billing", forced)).transcript == "billing"
+    off = SphinxRecognizer(verifier=cast(WhisperRecognizer, Restricted("sales")))
+    off.second_opinion = False
+    whisper = await off._second_opinion(b"", sphinx, free, grammar, "en-US", 8000)
+    assert whisper is free

@@ -228,11 +228,9 @@ async def _transcribe(
         await recognizer.start()
         result: DecodeResult
         if isinstance(recognizer, WhisperRecognizer):
-            hotwords = None
-            if grammar is not None:
-                hotwords = " ".join(grammar.constraint(language).keyphrases) or None
-            result = await recognizer.transcribe(
-                pcm, language=language, hotwords=hotwords, sample_rate=rate
+            # The grammar's hot words and prompt, and its constrained second pass (decision 043).
+            result = await recognizer.transcribe_for(
+                pcm, grammar, language=language, sample_rate=rate
             )
         elif isinstance(recognizer, SphinxRecognizer):
             result = await recognizer.recognize(pcm, grammar, language, sample_rate=rate)

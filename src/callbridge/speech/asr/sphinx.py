@@ -25,9 +25,14 @@ measurement behind issue 3). The rejection layers turn that into a no-match:
 2. ``min_confidence``: the confidence must reach a threshold (meaningful with both
    evidence thresholds set; otherwise PocketSphinx reports 1.0).
 3. a Whisper cross-check (``verifier``), only for uncertain utterances: the utterance is
-   transcribed freely by Whisper and interpreted with the grammar; if that transcript does
-   not match the grammar the result is rejected, and when both match with different values
+   transcribed by Whisper with the grammar's prompt and hot words (and, when that reading is
+   doubtful, a pass restricted to the grammar's vocabulary, decision 043) and interpreted
+   with the grammar; if that transcript does not match the grammar the result is rejected;
+   when both match with different values a full match beats a partial one and otherwise
    the Whisper reading wins (it is the more accurate engine on our corpus).
+
+The JSGF forms accept carrier words around the payload ("it's …", "my code is …"), so the
+constrained reading of a wrapped answer is not forced into nonsense (decision 043).
 """
 
 from __future__ import annotations
@@ -241,12 +246,17 @@ class SphinxRecognizer(Recognizer):
         factory: SphinxModelFactory | None = None,
         accept_evidence: float = math.inf,
         reject_evidence: float = -math.inf,
+        second_opinion: bool = True,
     ) -> None:
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError("min_confidence must be within [0, 1]")
         if not reject_evidence < accept_evidence:
             raise ValueError("reject_evidence must be below accept_evidence")
         self.verifier = verifier
+        #: Ask a vocabulary-restricted Whisper pass when only PocketSphinx hears the grammar.
+        self.second_opinion = second_opinion
+        #: Utterances the restricted pass confirmed (in-grammar readings kept).
+        self.second_opinions = 0
         self.min_confidence = min_confidence
         self.accept_evidence = accept_evidence
         self.reject_evidence = reject_evidence
@@ -312,7 +322,9 @@ class SphinxRecognizer(Recognizer):
         """Decode one PCM16 utterance (8 kHz unless ``sample_rate``) with the rejection layers
         (no endpointing)."""
         if grammar is not None and grammar.type in WHISPER_GRAMMARS and self.verifier is not None:
-            return await self.verifier.transcribe(pcm, language=language, sample_rate=sample_rate)
+            return await self.verifier.transcribe_for(
+                pcm, grammar, language=language, sample_rate=sample_rate
+            )
         await self._pool.start()
         band_on = math.isfinite(self.accept_evidence) or math.isfinite(self.reject_evidence)
         layered = grammar is not None and (self.verifier is not None or band_on)
@@ -321,10 +333,15 @@ class SphinxRecognizer(Recognizer):
             # No band: every utterance is cross-checked, so both decode in parallel.
             sphinx_result, whisper_result = await asyncio.gather(
                 self._pool.submit(job),
-                self.verifier.transcribe(pcm, language=language, sample_rate=sample_rate),
+                self.verifier.transcribe_for(
+                    pcm, grammar, language=language, sample_rate=sample_rate
+                ),
             )
             self.band_counts["uncertain"] += 1
             checked = self._threshold(sphinx_result)
+            whisper_result = await self._second_opinion(
+                pcm, checked, whisper_result, grammar, language, sample_rate
+            )
             return self.cross_check(checked, whisper_result, grammar, language)
         result = await self._pool.submit(job)
         if not layered or grammar is None:
@@ -335,10 +352,46 @@ class SphinxRecognizer(Recognizer):
         result = self._threshold(result)
         if band != "uncertain" or result.rejected or self.verifier is None:
             return result
-        whisper_result = await self.verifier.transcribe(
-            pcm, language=language, sample_rate=sample_rate
+        whisper_result = await self.verifier.transcribe_for(
+            pcm, grammar, language=language, sample_rate=sample_rate
+        )
+        whisper_result = await self._second_opinion(
+            pcm, result, whisper_result, grammar, language, sample_rate
         )
         return self.cross_check(result, whisper_result, grammar, language)
+
+    async def _second_opinion(
+        self,
+        pcm: bytes,
+        sphinx: DecodeResult,
+        whisper: DecodeResult,
+        grammar: Grammar,
+        language: str,
+        sample_rate: int,
+    ) -> DecodeResult:
+        """When the free Whisper reading is out of grammar but PocketSphinx's is in it, a
+        Whisper pass restricted to the grammar's vocabulary decides: if it gives the same
+        full value as PocketSphinx (two constrained decoders agree), that reading stands;
+        otherwise the free reading (and so the rejection) stays. Out-of-grammar speech makes
+        the restricted pass write carrier words only ("So, please,"), or a value PocketSphinx
+        does not share (decision 043)."""
+        if self.verifier is None or sphinx.rejected or not self.second_opinion:
+            return whisper
+        if grammar.interpret(whisper.transcript, language).kind is not MatchKind.NONE:
+            return whisper
+        own = grammar.interpret(sphinx.transcript, language)
+        if own.kind is not MatchKind.FULL:
+            return whisper
+        constrained = await self.verifier.transcribe_constrained(
+            pcm, grammar, language=language, sample_rate=sample_rate
+        )
+        if constrained is None:
+            return whisper
+        check = grammar.interpret(constrained.transcript, language)
+        if check.kind is MatchKind.FULL and check.value == own.value:
+            self.second_opinions += 1
+            return constrained
+        return whisper
 
     def _with_evidence(self, result: DecodeResult) -> tuple[DecodeResult, str]:
         """Map the phone-loop evidence to a confidence and its band (``accepted``,
@@ -380,8 +433,16 @@ class SphinxRecognizer(Recognizer):
     def cross_check(
         sphinx: DecodeResult, whisper: DecodeResult, grammar: Grammar, language: str
     ) -> DecodeResult:
-        """Combine a constrained PocketSphinx result with a free Whisper transcript of the
-        same utterance (the rejection layer; public so benchmarks reuse one Whisper decode)."""
+        """Fuse a constrained PocketSphinx result with the Whisper transcript of the same
+        utterance (the rejection layer; public so benchmarks reuse one Whisper decode).
+
+        * Whisper's reading is not in the grammar: no-match (PocketSphinx always finds one,
+          so only the free reading can reject out-of-grammar speech);
+        * both give the same value: the PocketSphinx result, at the higher confidence;
+        * they differ: the reading that fully satisfies the grammar's constraints (length,
+          regex, shape) wins over a partial one; between two full readings Whisper's wins
+          (it is by far the more accurate engine on telephone audio, decision 043).
+        """
         if sphinx.rejected:
             return sphinx
         check = grammar.interpret(whisper.transcript, language)
@@ -400,13 +461,20 @@ class SphinxRecognizer(Recognizer):
                 sphinx.words,
                 sphinx.nbest,
             )
-        nbest = (Alternative(whisper.transcript, whisper.confidence), *sphinx.nbest)
+        if own.kind is MatchKind.FULL and check.kind is MatchKind.PARTIAL:
+            nbest = (*sphinx.nbest, Alternative(whisper.transcript, whisper.confidence))
+            return DecodeResult(sphinx.transcript, min(sphinx.confidence, 0.9), sphinx.words, nbest)
+        nbest = (*whisper.nbest[:1], *sphinx.nbest)
+        if not whisper.nbest:
+            nbest = (Alternative(whisper.transcript, whisper.confidence), *sphinx.nbest)
         return DecodeResult(whisper.transcript, whisper.confidence * 0.9, whisper.words, nbest)
 
     async def _decode(self, pcm: bytes, final: bool, options: SessionOptions) -> DecodeResult:
         grammar = options.grammar
         if not final and grammar is not None and grammar.type in WHISPER_GRAMMARS and self.verifier:
-            return await self.verifier.transcribe(pcm, final=False, language=options.language)
+            return await self.verifier.transcribe_for(
+                pcm, grammar, final=False, language=options.language
+            )
         if not final:  # interims: the constrained search alone
             job = self._job(pcm, options.grammar, options.language)
             return await self._pool.submit(job)

@@ -70,11 +70,18 @@ class EngineConstraint:
 
     ``jsgf`` is a complete JSGF 1.0 grammar (public rule ``<main>``) or ``None`` when the
     grammar is free speech; ``keyphrases`` are phrases for keyword spotting or decoder
-    biasing (Whisper hot words).
+    biasing (Whisper hot words); ``prompt`` is a short text in the style the grammar
+    expects (digits spelled out as words, letters as capitals), given to Whisper as its
+    previous-text prompt so that it writes the utterance the way the interpreter reads it
+    best (decision 043); ``vocabulary`` bounds what a constrained Whisper pass may write.
     """
 
     jsgf: str | None = None
     keyphrases: tuple[str, ...] = field(default=())
+    prompt: str | None = None
+    #: Words a vocabulary-constrained decoder may write (payload and carrier words); empty
+    #: when the grammar cannot bound its vocabulary.
+    vocabulary: tuple[str, ...] = field(default=())
 
     @property
     def free(self) -> bool:
@@ -163,7 +170,17 @@ class Grammar(ABC):
         return f"{type(self).__name__}({self.uri!r})"
 
 
-def jsgf(body: str, extra_rules: Sequence[str] = ()) -> str:
-    """A JSGF 1.0 grammar whose public rule ``<main>`` is ``body``."""
+def jsgf(body: str, extra_rules: Sequence[str] = (), *, carrier: Sequence[str] = ()) -> str:
+    """A JSGF 1.0 grammar whose public rule ``<main>`` is ``body``.
+
+    With ``carrier`` words, any number of them may come before and after ``body`` (rule
+    ``<carrier>``): callers wrap answers in phrases ("it's …", "my code is …", "… thank
+    you") and a bare ``body`` forces a constrained decoder to spell those words as payload.
+    The payload stays mandatory, so the search still always yields an in-grammar value.
+    """
     rules = "".join(f"{rule}\n" for rule in extra_rules)
+    if carrier:
+        words = " | ".join(dict.fromkeys(carrier))
+        body = f"<carrier>* ( {body} ) <carrier>*"
+        rules += f"<carrier> = {words};\n"
     return f"#JSGF V1.0;\ngrammar callbridge;\npublic <main> = {body};\n{rules}"

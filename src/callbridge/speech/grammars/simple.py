@@ -86,6 +86,14 @@ _FILLERS: Final = frozenset(
         "madam",
     ]
 )
+#: Whisper prompt of yes/no answers (decision 043).
+BOOLEAN_PROMPT: Final = "Yes. No."
+#: Carrier words a constrained decoder may put around a keyword ("I need … please"); short,
+#: as each word costs PocketSphinx search time.
+REQUEST_CARRIER: Final = (
+    "uh", "um", "i", "need", "want", "to", "a", "the", "my", "about", "question", "please",
+    "me", "put", "through", "what", "are", "your",
+)  # fmt: skip
 #: Utterances longer than this do not count weak cues ("right", "sure").
 _WEAK_MAX_TOKENS: Final = 4
 
@@ -135,8 +143,13 @@ class BooleanGrammar(Grammar):
     def constraint(self, language: str = "en-US") -> EngineConstraint:
         self.check_language(language)
         words = ("yes", "yeah", "yep", "no", "nope", "correct", "sure", "right")
-        body = "[ <filler> ] ( " + " | ".join(words) + " ) [ please ]"
-        return EngineConstraint(jsgf(body, ["<filler> = uh | um | well | oh;"]), words)
+        # Every phrase the interpreter reads, so the constrained reading is interpretable.
+        phrases = " | ".join(_YES_STRONG + _YES_WEAK + _NO_STRONG + _NO_WEAK)
+        body = "<answer> [ <answer> ]"
+        rules = [f"<answer> = {phrases};"]
+        grammar = jsgf(body, rules, carrier=sorted(_FILLERS))
+        vocabulary = tuple(dict.fromkeys(" ".join((phrases.replace("|", " "), *_FILLERS)).split()))
+        return EngineConstraint(grammar, words, prompt=BOOLEAN_PROMPT, vocabulary=vocabulary)
 
 
 class KeywordsGrammar(Grammar):
@@ -189,4 +202,7 @@ class KeywordsGrammar(Grammar):
         self.check_language(language)
         alts = tuple(dict.fromkeys(a for a in self._normalized if a))
         body = " | ".join(f"( {alt} )" for alt in alts)
-        return EngineConstraint(jsgf(body), alts)
+        prompt = ", ".join(self.alternatives) + "."
+        vocabulary = tuple(dict.fromkeys(" ".join((*alts, *REQUEST_CARRIER)).split()))
+        grammar = jsgf(body, carrier=REQUEST_CARRIER)
+        return EngineConstraint(grammar, alts, prompt=prompt, vocabulary=vocabulary)
