@@ -14,27 +14,36 @@ Figures:
 * Late packets: frames sent more than 20 ms after their deadline; skipped frames (burst rule);
   lost packets as seen by the receivers' RTCP statistics.
 
-Usage: ``python benchmarks/rtp_legs.py [--legs 200] [--seconds 10] [--uvloop]``. The stdlib
-loop is the default: on uvloop the CPU per leg is ~15 % lower but the send jitter is several
-times worse (p99 ≈ 14 ms at 200 legs on 2 cores; see the RTP hand-over notes).
+As in ``callbridge serve``: uvloop (``--asyncio`` for the stdlib loop), the garbage collector
+set up by :func:`callbridge.server.run.configure_gc`, and every leg's pacer woken by the
+process's shared media tick (decision 031). The load average and the share of the run this
+process spent waiting for a CPU (``/proc/self/schedstat``) are printed with the figures.
+
+Usage: ``python benchmarks/rtp_legs.py [--legs 200] [--seconds 10] [--asyncio]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from callbridge.config import Settings
 from callbridge.legs.base import DtmfEvent, LegEnd, LegState
+from callbridge.legs.pacer import ticker_for
+from callbridge.media.clock import SystemClock
 from callbridge.media.constants import SAMPLE_RATE, SILENCE_FRAME
 from callbridge.rtp.leg import RtpLeg
 from callbridge.rtp.port_pool import PortPool
+from callbridge.server.run import configure_gc
 
 HOST = "127.0.0.1"
 TARGET_CALLS_PER_CORE = 300
@@ -75,7 +84,16 @@ def tone_source() -> Callable[[], bytes]:
     return source
 
 
+def runqueue_wait_seconds() -> float:
+    """Time this process spent runnable but not running (0 where unavailable)."""
+    try:
+        return int(Path("/proc/self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 async def run(legs: int, seconds: float) -> list[str]:
+    configure_gc(Settings().gc_gen0_threshold)  # as `callbridge serve` does before any call
     pairs = legs // 2
     base = random.randrange(30000, 50000, 2)
     pool = PortPool(base, base + 4 * pairs + 200)
@@ -94,18 +112,24 @@ async def run(legs: int, seconds: float) -> list[str]:
     for leg in all_legs:
         await leg.start()
     # stagger the legs' clocks across one 20 ms frame like real calls arriving at random times
-    for leg in all_legs:
+    # (absolute start times: uvloop's millisecond timers would bunch tiny relative sleeps)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i, leg in enumerate(all_legs):
+        await asyncio.sleep(max(0.0, start + i * 0.02 / len(all_legs) - loop.time()))
         leg.answered()
-        await asyncio.sleep(0.02 / len(all_legs))
     await asyncio.sleep(1.0)  # warm-up
     for leg in all_legs:
         leg.send_lateness.clear()
+    ticker = ticker_for(SystemClock())
+    wakeups0, wait0 = ticker.wakeups, runqueue_wait_seconds()
     cpu0, wall0 = time.process_time(), time.monotonic()
     lost0 = sum(leg.stats.packets_lost for leg in all_legs)
     skipped0 = sum(leg._pacer.skipped for leg in all_legs)
     await asyncio.sleep(seconds)
     cpu = time.process_time() - cpu0
     wall = time.monotonic() - wall0
+    wakeups, waited = ticker.wakeups - wakeups0, runqueue_wait_seconds() - wait0
     lateness = np.concatenate([np.fromiter(leg.send_lateness, float) for leg in all_legs])
     lost = sum(leg.stats.packets_lost for leg in all_legs) - lost0
     skipped = sum(leg._pacer.skipped for leg in all_legs) - skipped0
@@ -124,6 +148,8 @@ async def run(legs: int, seconds: float) -> list[str]:
         f"cpu_per_leg={cpu_pct_per_leg:.3f}% of a core; p50 send jitter="
         f"{float(np.percentile(lateness, 50)) * 1000:.2f} ms; max={lateness.max() * 1000:.2f} ms",
         f"late_packets={late} skipped_frames={skipped} lost_packets={lost}",
+        f"media tick wake-ups={wakeups / wall:.0f}/s for {len(all_legs)} legs; waited for a CPU "
+        f"{100 * waited / wall:.1f}% of the run; load average {os.getloadavg()[0]:.2f}",
     ]
     ok_calls = calls_per_core >= TARGET_CALLS_PER_CORE
     ok_p99 = p99 <= TARGET_P99_MS
@@ -144,13 +170,13 @@ def main() -> int:
     parser.add_argument("--legs", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
-        "--uvloop", action="store_true", help="run on uvloop instead of the stdlib event loop"
+        "--asyncio", action="store_true", help="run on the stdlib event loop instead of uvloop"
     )
     args = parser.parse_args()
     if args.legs < 2:
         parser.error("--legs must be at least 2")
     runner = asyncio.run
-    if args.uvloop:
+    if not args.asyncio:
         import uvloop
 
         runner = uvloop.run

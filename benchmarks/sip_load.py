@@ -13,8 +13,15 @@ the flow ``answer`` + ``echo``; sipp (the load generator) and an RTP sink run on
    the **kernel receive timestamp** (``SO_TIMESTAMPNS``) of every packet callbridge sent
    during the steady window; per stream, ``deviation = arrival − 20 ms × frame index`` minus
    its minimum is the send jitter; a packet more than one frame (20 ms) behind is **late**, a
-   sequence gap is **lost**. CPU per call = the server's CPU time over the window
-   (``/proc/<pid>/stat``) / window / calls.
+   sequence gap is **lost**, a timestamp jump without a sequence gap is a frame the sender
+   **skipped** after a stall (never sent, so neither late nor lost). CPU per call = the
+   server's CPU time over the window (``/proc/<pid>/stat``) / window / calls.
+
+Context printed with the figures, because other work on the machine moves them: the load
+average, the time the server spent **runnable but waiting for a CPU** during the window
+(``/proc/<pid>/schedstat``; lateness we cannot cause or cure), and the server's garbage
+collector pauses in the window, by generation and duration (its ``/metrics``:
+``callbridge_gc_pause_seconds``, decision 031).
 
 Prints ``RESULT <figure>=<value> <unit> target<op><value> PASS|FAIL`` lines; bounded runtime
 (about a minute with the defaults, ≤ 3 min).
@@ -23,6 +30,7 @@ Prints ``RESULT <figure>=<value> <unit> target<op><value> PASS|FAIL`` lines; bou
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -34,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -114,6 +123,50 @@ def pinned(core: int, args: list[str]) -> list[str]:
     return [taskset, "-c", str(core), *args]
 
 
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time ``pid`` spent runnable but not running (``/proc/<pid>/schedstat``; 0 if absent)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def gc_pauses(http_port: int) -> dict[tuple[str, str], float]:
+    """The server's cumulative ``callbridge_gc_pause_seconds`` buckets by (generation, le)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if line.startswith("callbridge_gc_pause_seconds_bucket{"):
+            labels, value = line[len("callbridge_gc_pause_seconds_bucket{") :].split("} ")
+            kv = dict(item.split("=", 1) for item in labels.split(","))
+            out[(kv["generation"].strip('"'), kv["le"].strip('"'))] = float(value)
+    return out
+
+
+def describe_gc(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> str:
+    """``gen0: 12 (≤1ms 10, ≤2ms 2), gen2: 1 (≤50ms 1)`` for the pauses between two scrapes."""
+    if not after:
+        return "not available (server without callbridge_gc_pause_seconds)"
+    parts = []
+    for gen in ("0", "1", "2"):
+        les = sorted(
+            (le for g, le in after if g == gen), key=lambda le: float(le.replace("+Inf", "inf"))
+        )
+        prev, counts = 0.0, []
+        for le in les:
+            cum = after[(gen, le)] - before.get((gen, le), 0.0)
+            if cum > prev:
+                shown = ">0.5s" if le == "+Inf" else f"≤{float(le) * 1000:g}ms"
+                counts.append(f"{shown} {int(cum - prev)}")
+            prev = cum
+        parts.append(f"gen{gen}: {int(prev)}" + (f" ({', '.join(counts)})" if counts else ""))
+    return ", ".join(parts)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -149,7 +202,7 @@ def run_sink(port: int, start: float, end: float, out: Path, stop_at: float) -> 
             streams.setdefault(source, []).append((stamp, seq, ts))
     sock.close()
     deviations: list[float] = []
-    late = lost = packets = 0
+    late = lost = packets = skipped = 0
     for samples in streams.values():
         first = samples[0][1]  # arrival order; sort by sequence relative to the first one
         samples.sort(key=lambda s: (s[1] - first + 32768) % 65536)
@@ -162,11 +215,23 @@ def run_sink(port: int, start: float, end: float, out: Path, stop_at: float) -> 
         span = (samples[-1][1] - seq0) % 65536 + 1
         lost += max(0, span - len(samples))
         packets += len(samples)
+        # Frames the sender skipped after a stall (spec §10: the timestamp jumps, the
+        # sequence does not): never sent, so neither late nor lost above, but not heard.
+        for (_, seq_a, ts_a), (_, seq_b, ts_b) in itertools.pairwise(samples):
+            if (seq_b - seq_a) % 65536 == 1:
+                skipped += max(0, ((ts_b - ts_a) % (1 << 32)) // 160 - 1)
     deviations.sort()
     p99 = deviations[int(0.99 * (len(deviations) - 1))] if deviations else float("nan")
     out.write_text(
         json.dumps(
-            {"streams": len(streams), "packets": packets, "p99": p99, "late": late, "lost": lost}
+            {
+                "streams": len(streams),
+                "packets": packets,
+                "p99": p99,
+                "late": late,
+                "lost": lost,
+                "skipped": skipped,
+            }
         )
     )
 
@@ -180,13 +245,13 @@ def result(name: str, value: float, unit: str, op: str, target: float, fmt: str 
     return ok
 
 
-def start_server(tmp: Path, sip_port: int) -> subprocess.Popen[bytes]:
+def start_server(tmp: Path, sip_port: int, http_port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["CALLBRIDGE_SIP_DEFAULT_FLOW"] = json.dumps([{"type": "answer"}, {"type": "echo"}])
     env["CALLBRIDGE_LOG_LEVEL"] = "warning"
     args = [
         sys.executable, "-m", "callbridge", "serve", "--data-dir", str(tmp / "data"),
-        "--http-port", str(free_port()), "--sip-port", str(sip_port),
+        "--http-port", str(http_port), "--sip-port", str(sip_port),
         "--rtp-ports", "20000-21999", "--sip-trust", "127.0.0.0/8",
     ]  # fmt: skip
     log = (tmp / "server.log").open("wb")
@@ -236,8 +301,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sip-load-") as name:
         tmp = Path(name)
         (tmp / "load.xml").write_text(SCENARIO)
-        sip_port = free_port()
-        server = start_server(tmp, sip_port)
+        sip_port, http_port = free_port(), free_port()
+        print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at start")
+        server = start_server(tmp, sip_port, http_port)
         try:
             # 1. setup rate
             sink_port = free_port()
@@ -270,8 +336,11 @@ def main() -> int:
             runner.start()
             time.sleep(max(0.0, window_start - time.time()))
             cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+            wait0, gc0 = runqueue_wait_seconds(server.pid), gc_pauses(http_port)
             time.sleep(max(0.0, window_end - time.time()))
             cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+            wait1, gc1 = runqueue_wait_seconds(server.pid), gc_pauses(http_port)
+            load = os.getloadavg()
             runner.join()
             sink.wait(timeout=30)
             code, _ = outcome["r"]
@@ -280,12 +349,19 @@ def main() -> int:
                 f"concurrent: {n} calls, sipp exit {code}, {stats['streams']} RTP streams, "
                 f"{stats['packets']} packets in a {window_end - window_start:.1f} s window"
             )
+            print(
+                f"window: load average {load[0]:.2f} (1 min, {os.cpu_count()} CPUs); server "
+                f"waited for a CPU {100 * (wait1 - wait0) / (t1 - t0):.1f}% of the window; "
+                f"server CPU {100 * (cpu1 - cpu0) / (t1 - t0):.1f}% of a core"
+            )
+            print(f"server gc pauses in the window: {describe_gc(gc0, gc1)}")
             # Calls whose media reached the sink; any sipp failure fails the figure too.
             streams = stats["streams"]
             ok &= result("simultaneous_echo_calls", streams, "calls", ">=", n, "d") and code == 0
             ok &= result("rtp_send_jitter_p99", stats["p99"] * 1000, "ms", "<=", 5, ".2f")
             ok &= result("late_packets", stats["late"], "packets", "==", 0, "d")
             ok &= result("lost_packets", stats["lost"], "packets", "==", 0, "d")
+            ok &= result("skipped_frames", stats["skipped"], "frames", "==", 0, "d")
             per_call = 100.0 * (cpu1 - cpu0) / (t1 - t0) / max(1, stats["streams"])
             ok &= result("cpu_per_call", per_call, "%core", "<=", 100 / n, ".3f")
         finally:

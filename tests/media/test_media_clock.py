@@ -105,3 +105,29 @@ async def test_system_clock_wakes_within_slack_on_asyncio() -> None:
         deadline = t0 + n * 0.02
         await clock.sleep_until(deadline)
         assert time.monotonic() >= deadline - TIMER_SLACK
+
+
+async def test_virtual_clock_call_at_runs_callbacks_in_deadline_order() -> None:
+    clock = VirtualClock(start=10.0)
+    fired: list[tuple[str, float]] = []
+    clock.call_at(10.2, lambda: fired.append(("b", clock.monotonic())))
+    clock.call_at(10.1, lambda: fired.append(("a", clock.monotonic())))
+    cancelled = clock.call_at(10.15, lambda: fired.append(("x", clock.monotonic())))
+    cancelled.cancel()
+    clock.call_at(9.0, lambda: fired.append(("past", clock.monotonic())))  # runs at once
+    assert clock.pending == 2
+    await clock.advance(0.0)
+    assert fired == [("past", 10.0)]
+    await clock.advance(1.0)
+    assert fired[1:] == [("a", pytest.approx(10.1)), ("b", pytest.approx(10.2))]
+    assert clock.next_deadline() is None
+
+
+async def test_system_clock_call_at_uses_the_loop_timer() -> None:
+    clock = SystemClock()
+    done = asyncio.Event()
+    deadline = clock.monotonic() + 0.01
+    clock.call_at(deadline, done.set)
+    async with asyncio.timeout(2.0):
+        await done.wait()
+    assert clock.monotonic() >= deadline - 0.0015

@@ -22,7 +22,7 @@ import pytest
 from callbridge.calls.model import HangupBy, HangupReason
 from callbridge.legs.base import DtmfEvent, LegEnd, LegState
 from callbridge.media.constants import FRAME_BYTES, SAMPLE_RATE
-from callbridge.rtp.leg import RtpLeg
+from callbridge.rtp.leg import RtpLeg, SampleRing
 from callbridge.rtp.packet import Bye, RtpPacket, parse_rtcp, parse_rtp, seq_diff, ts_diff
 from callbridge.rtp.port_pool import PortPool
 from callbridge.rtp.session import LatchPolicy, MediaDirection
@@ -389,3 +389,20 @@ async def test_leg_drives_the_signalling_hooks() -> None:
     await leg.hangup()
     assert sig.calls == ["start", "answer", "hangup:timeout"]
     assert [s for s, _ in rec.states] == [LegState.RINGING, LegState.ANSWERED, LegState.ENDED]
+
+
+def test_sample_ring_keeps_the_last_samples_in_order() -> None:
+    ring = SampleRing(3)
+    assert list(ring) == [] and len(ring) == 0
+    for x in (1.0, 2.0):
+        ring.append(x)
+    assert list(ring) == [1.0, 2.0]
+    for x in (3.0, 4.0, 5.0):
+        ring.append(x)
+    assert list(ring) == [3.0, 4.0, 5.0] and len(ring) == 3
+    ring.clear()
+    assert list(ring) == []
+    ring.append(6.0)
+    assert list(ring) == [6.0]
+    with pytest.raises(ValueError):
+        SampleRing(0)

@@ -130,6 +130,11 @@ class Settings(BaseModel):
     cors_origins: list[str] = Field(
         ["*"], description="Origins allowed by CORS (comma-separated in env/flags); * = any."
     )
+    gc_gen0_threshold: int = Field(
+        10_000,
+        ge=0,
+        description="Garbage collector gen-0 threshold after start-up (0 = Python's default).",
+    )
     # -- SIP / telephony (callbridge.telephony) --
     sip_port: int = Field(
         5060, ge=0, le=65535, description="UDP and TCP port of the SIP service; 0 = SIP off."

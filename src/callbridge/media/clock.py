@@ -12,6 +12,10 @@ Contract shared by both implementations:
   ``deadline - TIMER_SLACK`` (event loops with millisecond timers, such as uvloop, may wake a
   little early; re-sleeping would cost a whole extra timer tick), and a deadline in the past
   returns at once after one scheduling point, so loops never starve the event loop.
+* ``call_at(deadline, callback)`` runs a plain callback at ``deadline`` (same timing rules as
+  ``sleep_until``, a past deadline runs on the next loop iteration) and returns a handle whose
+  ``cancel()`` stops it. It costs no task: the shared media tick
+  (:class:`~callbridge.legs.pacer.MediaTicker`) uses it to wake every leg's pacer.
 * Pacing loops use absolute deadlines (``t0 + n * period``), never relative sleeps, so they
   do not drift.
 """
@@ -22,11 +26,18 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 #: How early a real-clock ``sleep_until`` may return (uvloop's timers have 1 ms resolution).
 #: Code that acts "when a deadline has passed" treats anything within this slack as passed.
 TIMER_SLACK = 0.001
+
+
+class TimerHandle(Protocol):
+    """What :meth:`Clock.call_at` returns."""
+
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
@@ -46,6 +57,10 @@ class Clock(Protocol):
 
     async def sleep_until(self, deadline: float) -> None:
         """Wait until ``monotonic() >= deadline``."""
+        ...
+
+    def call_at(self, deadline: float, callback: Callable[[], object]) -> TimerHandle:
+        """Run ``callback()`` once ``monotonic() >= deadline`` (on the running event loop)."""
         ...
 
 
@@ -69,6 +84,31 @@ class SystemClock:
         # (millisecond timers, loop time cached per iteration); see TIMER_SLACK.
         await asyncio.sleep(max(0.0, deadline - loop.time()))
 
+    def call_at(self, deadline: float, callback: Callable[[], object]) -> TimerHandle:
+        # The loop's clock is time.monotonic() (asyncio and uvloop): a loop timer, no task.
+        return asyncio.get_running_loop().call_at(deadline, callback)
+
+
+class _VirtualTimer:
+    """A callback parked on a :class:`VirtualClock` (what its ``call_at`` returns)."""
+
+    __slots__ = ("_callback", "_done")
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self._callback = callback
+        self._done = False
+
+    def cancel(self) -> None:
+        self._done = True
+
+    def done(self) -> bool:
+        return self._done
+
+    def fire(self) -> None:
+        if not self._done:
+            self._done = True
+            self._callback()
+
 
 class VirtualClock:
     """A clock that only moves when told to.
@@ -84,7 +124,7 @@ class VirtualClock:
     def __init__(self, start: float = 1000.0, wall_start: float = 1_800_000_000.0) -> None:
         self._now = start
         self._wall_offset = wall_start - start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None] | _VirtualTimer]] = []
         self._counter = itertools.count()
 
     def monotonic(self) -> float:
@@ -104,9 +144,16 @@ class VirtualClock:
         heapq.heappush(self._sleepers, (deadline, next(self._counter), fut))
         await fut
 
+    def call_at(self, deadline: float, callback: Callable[[], object]) -> TimerHandle:
+        if deadline <= self._now:
+            return asyncio.get_running_loop().call_soon(callback)
+        timer = _VirtualTimer(callback)
+        heapq.heappush(self._sleepers, (deadline, next(self._counter), timer))
+        return timer
+
     @property
     def pending(self) -> int:
-        """Number of sleepers still waiting."""
+        """Number of sleepers (and timers) still waiting."""
         return sum(1 for _, _, f in self._sleepers if not f.done())
 
     def next_deadline(self) -> float | None:
@@ -132,9 +179,11 @@ class VirtualClock:
                 break
             self._now = max(self._now, nxt)
             while self._sleepers and self._sleepers[0][0] <= self._now:
-                _, _, fut = heapq.heappop(self._sleepers)
-                if not fut.done():
-                    fut.set_result(None)
+                _, _, item = heapq.heappop(self._sleepers)
+                if isinstance(item, _VirtualTimer):
+                    item.fire()
+                elif not item.done():
+                    item.set_result(None)
             await self.settle()
         self._now = target
         await self.settle()

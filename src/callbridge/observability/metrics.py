@@ -71,3 +71,11 @@ WEBSOCKETS_ACTIVE = Gauge(
     "WebSocket sessions open.",
     registry=REGISTRY,
 )
+
+GC_PAUSES = Histogram(
+    "callbridge_gc_pause_seconds",
+    "Pauses of the garbage collector (the event loop stops for their duration).",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+    registry=REGISTRY,
+)

@@ -25,7 +25,8 @@ import asyncio
 import logging
 import random
 import socket
-from collections import deque
+from array import array
+from collections.abc import Iterator
 from typing import Final, Protocol
 
 from callbridge.calls.model import HangupBy, HangupReason
@@ -57,8 +58,44 @@ log = logging.getLogger(__name__)
 RTCP_INTERVAL: Final = 5.0
 #: Ports tried before giving up when some in the range are taken by other processes.
 BIND_ATTEMPTS: Final = 16
-#: Send-lateness samples kept for :attr:`RtpLeg.send_lateness` (10 minutes of frames).
-_LATENESS_SAMPLES: Final = 30_000
+#: Send-lateness samples kept for :attr:`RtpLeg.send_lateness` (1 minute of frames).
+_LATENESS_SAMPLES: Final = 3_000
+
+
+class SampleRing:
+    """The last ``size`` float samples, oldest first when iterated.
+
+    Kept in one ``array('d')``: no float object per sample and nothing for the garbage
+    collector to walk (a ``deque`` of floats costs ~32 bytes a sample, and every full
+    collection visited each one).
+    """
+
+    __slots__ = ("_buf", "_count", "_next", "_size")
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a sample ring holds at least one sample")
+        self._buf = array("d", bytes(8 * size))
+        self._size = size
+        self._next = 0
+        self._count = 0
+
+    def append(self, value: float) -> None:
+        self._buf[self._next] = value
+        self._next = (self._next + 1) % self._size
+        if self._count < self._size:
+            self._count += 1
+
+    def clear(self) -> None:
+        self._next = self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[float]:
+        start = (self._next - self._count) % self._size
+        for i in range(self._count):
+            yield self._buf[(start + i) % self._size]
 
 
 class LegSignalling(Protocol):
@@ -168,12 +205,12 @@ class RtpLeg(Leg):
         self._next_rtcp = 0.0
         self._signalling = signalling
         self._pacer = Pacer(self._clock, self._on_tick, name=f"rtp-{leg_id}")
-        self._t0: float | None = None
         self._dtmf_progress = asyncio.Event()
         self._dtmf_generation = 0
         self._closed = False
         self._ending = False
-        self.send_lateness: deque[float] = deque(maxlen=_LATENESS_SAMPLES)
+        #: How late each recent frame was sent (seconds after ``t0 + n × 20 ms``).
+        self.send_lateness = SampleRing(_LATENESS_SAMPLES)
         self.frames_delivered = 0
         self.send_errors = 0
         self.rtcp_received = 0
@@ -332,11 +369,8 @@ class RtpLeg(Leg):
 
     # -- the clock ------------------------------------------------------------------------------
     def _on_tick(self, n: int) -> None:
-        clock = self._clock
-        now = clock.monotonic()
-        if self._t0 is None:
-            self._t0 = now - n * FRAME_SECONDS
-        self.send_lateness.append(now - (self._t0 + n * FRAME_SECONDS))
+        now = self._clock.monotonic()
+        self.send_lateness.append(now - (self._pacer.t0 + n * FRAME_SECONDS))
         session = self.session
         completed = session.dtmf_sender.completed
         data = session.frame(n, self._next_outbound(), now=now)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import random
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
@@ -49,6 +50,7 @@ from callbridge.media.g711 import (
 from callbridge.media.jitter import JitterBuffer, JitterOutput
 from callbridge.rtp.dtmf import DtmfReceiver, DtmfSender
 from callbridge.rtp.packet import (
+    RTP_HEADER_SIZE,
     SEQ_MOD,
     TS_MOD,
     Bye,
@@ -96,6 +98,9 @@ _AUDIO_PTS: Final = frozenset({PT_PCMU, PT_PCMA})
 _ULAW_SILENCE_FRAME: Final = bytes([ULAW_SILENCE]) * SAMPLES_PER_FRAME
 _ALAW_SILENCE_FRAME: Final = bytes([ALAW_SILENCE]) * SAMPLES_PER_FRAME
 _SILENCE_PCM: Final = bytes(FRAME_BYTES)
+#: First octet of an RTP packet without padding, extension or CSRCs (version 2).
+_PLAIN_FIRST_OCTET: Final = 0x80
+_FIXED_HEADER: Final = struct.Struct("!BBHII")
 #: Outbound audio the session queues itself (when the caller passes no frame), in frames.
 MAX_QUEUED_FRAMES: Final = 60 * 50
 #: Largest datagram accepted (an Ethernet MTU; 60 ms of G.711 is 492 bytes).
@@ -335,6 +340,7 @@ class RtpSession:
         self.latch = latch
         self.cname = cname
         self.direction = MediaDirection.SENDRECV
+        self._receives = True  # self.direction.receives, read for every packet
         self._remote: Address | None = None
         self._send_to: Address | None = None
         self._signalling_host: str | None = None
@@ -393,6 +399,7 @@ class RtpSession:
         if not direction.sends:
             self._send.marker_next = True
         self.direction = direction
+        self._receives = direction.receives
 
     # -- sending ------------------------------------------------------------------------------
     def enqueue(self, pcm: bytes) -> None:
@@ -479,37 +486,48 @@ class RtpSession:
     # -- receiving ----------------------------------------------------------------------------
     def receive(self, data: bytes, source: Address, *, now: float, wall: float) -> list[RtpEvent]:
         """One datagram from the RTP socket; ``now`` monotonic and ``wall`` epoch seconds."""
-        try:
-            if len(data) > MAX_DATAGRAM:
-                raise RtpParseError(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}")
-            pkt = parse_rtp(data)
-        except RtpParseError:
+        size = len(data)
+        if size > MAX_DATAGRAM:
             self._malformed += 1
             return []
+        if size >= RTP_HEADER_SIZE and data[0] == _PLAIN_FIRST_OCTET:
+            # The usual packet (version 2, no padding, extension or CSRC): read the fixed
+            # header in place instead of building an RtpPacket for every datagram.
+            _, second, sequence, timestamp, ssrc = _FIXED_HEADER.unpack_from(data)
+            payload = data[RTP_HEADER_SIZE:]
+        else:
+            try:
+                pkt = parse_rtp(data)
+            except RtpParseError:
+                self._malformed += 1
+                return []
+            second = pkt.payload_type
+            sequence, timestamp, ssrc, payload = pkt.sequence, pkt.timestamp, pkt.ssrc, pkt.payload
         events: list[RtpEvent] = []
-        if not self._accept_source(source, pkt.ssrc, events):
+        if not self._accept_source(source, ssrc, events):
             self._rejected += 1
             return events
         src = self._source
-        if src is None or src.ssrc != pkt.ssrc:
-            events.append(SourceChanged(None if src is None else src.ssrc, pkt.ssrc))
-            src = self._source = _SourceStats(pkt.ssrc, pkt.sequence, pkt.sequence)
+        if src is None or src.ssrc != ssrc:
+            events.append(SourceChanged(None if src is None else src.ssrc, ssrc))
+            src = self._source = _SourceStats(ssrc, sequence, sequence)
         else:
-            src.update_seq(pkt.sequence)
+            src.update_seq(sequence)
         src.received += 1
-        src.octets += len(pkt.payload)
-        pt = pkt.payload_type
+        src.octets += len(payload)
+        pt = second & 0x7F
         if pt in _AUDIO_PTS:
-            src.update_jitter(pkt.timestamp, now)
-            if not self.direction.receives:
+            src.update_jitter(timestamp, now)
+            if not self._receives:
                 return events
-            pcm = ulaw_decode(pkt.payload) if pt == PT_PCMU else alaw_decode(pkt.payload)
-            self.jitter.push(pkt.sequence, pkt.timestamp, pcm, ssrc=pkt.ssrc, arrival=now)
+            pcm = ulaw_decode(payload) if pt == PT_PCMU else alaw_decode(payload)
+            self.jitter.push(sequence, timestamp, pcm, ssrc=ssrc, arrival=now)
             self._flowing = True
-            self._tail.clear()
+            if self._tail:
+                self._tail.clear()
         elif pt == self.dtmf_payload_type and self.dtmf_payload_type is not None:
             for ev in self.dtmf_receiver.receive(
-                pkt.payload, ssrc=pkt.ssrc, timestamp=pkt.timestamp, arrival=now, wall=wall
+                payload, ssrc=ssrc, timestamp=timestamp, arrival=now, wall=wall
             ):
                 events.append(DtmfReceived(ev))
         elif pt != PT_CN:

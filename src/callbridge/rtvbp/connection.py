@@ -6,13 +6,19 @@ WebSocket, completions into awaiting futures. Both roles use it, on either socke
 Tasks of one connection:
 
 * **reader** — every text message goes to :meth:`Session.receive_text`, every binary message
-  to :meth:`Session.receive_binary` and its complete frames to ``on_audio``;
+  to :meth:`Session.receive_binary` and its complete frames to ``on_audio``. On a
+  :class:`DirectAudioClientConnection` (what the voice bridge dials) a single-frame binary
+  message is handed over as soon as the transport delivers it, without going through the
+  library's message queue and waking the reader task;
 * **dispatcher** — inbound requests and events, one at a time in arrival order; a request's
   handler returns the result (or raises: 500, or the code of a
   :class:`~callbridge.rtvbp.errors.RemoteError`), or returns :data:`DEFERRED` and answers
   later with :meth:`Connection.respond` so long work never blocks dispatch (§5.3);
 * **writer** — drains the session's output in order, each write bounded by the write
-  deadline; once the session is ``closing`` and the output is flushed, closes with 1000;
+  deadline; once the session is ``closing`` and the output is flushed, closes with 1000.
+  Audio queued from a leg's tick is written at once, without waking the writer, when that
+  write cannot wait (the writer is idle, the connection open and the transport's buffer
+  empty): same bytes, same order, one task switch and one loop iteration less per frame;
 * **timer** — expires pending requests on the injected clock.
 """
 
@@ -25,8 +31,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import structlog
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection as WsConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
+from websockets.protocol import State as WsState
 
 from callbridge.media.clock import Clock, SystemClock
 from callbridge.rtvbp.catalog import Payload
@@ -60,6 +70,33 @@ EventHandler = Callable[[InboundEvent], Awaitable[None]]
 AudioHandler = Callable[[bytes], None]
 
 
+class DirectAudioClientConnection(ClientConnection):
+    """A client connection that hands complete binary messages to :attr:`on_binary` as they are
+    parsed (in ``data_received``) instead of queueing them for ``recv()``.
+
+    Only unfragmented binary messages take the direct path (a binary frame with FIN cannot
+    arrive inside a fragmented message: the protocol rejects that); text, control frames and
+    fragments go the usual way. Audio changes no session state, so reading it ahead of a text
+    message still queued for the reader changes nothing the session can observe: the text is
+    dispatched after the audio either way.
+    """
+
+    on_binary: Callable[[bytes], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        handler = self.on_binary
+        if (
+            handler is not None
+            and isinstance(event, Frame)
+            and event.opcode is Opcode.BINARY
+            and event.fin
+        ):
+            data = event.data
+            handler(data if isinstance(data, bytes) else bytes(data))
+            return
+        super().process_event(event)
+
+
 class Connection:
     """Runs one :class:`Session` over one ``websockets`` connection."""
 
@@ -87,6 +124,9 @@ class Connection:
         self._wake_timer = asyncio.Event()
         self._done = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._writing = False  # the writer task holds items it has not finished writing
+        if isinstance(ws, DirectAudioClientConnection):
+            ws.on_binary = self._binary_received
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -165,7 +205,38 @@ class Connection:
 
     def send_audio(self, frame: bytes) -> None:
         self.session.send_audio(frame)
-        self._wake_writer.set()
+        if not self._write_now():
+            self._wake_writer.set()
+
+    def _write_now(self) -> bool:
+        """Write everything queued synchronously if no write can wait; ``False``: not done.
+
+        Only while the writer is idle (so order is kept), the connection is open, no close is
+        due and the transport's buffer is empty (a write then goes straight to the socket, so
+        neither flow control nor the write deadline can apply). This is what
+        ``ws.send(...)`` does in that state, minus its task switch and context manager.
+        """
+        if self._writing or self.session.wants_close:
+            return False
+        ws = self.ws
+        transport = ws.transport
+        protocol = ws.protocol
+        if (
+            transport is None
+            or protocol.state is not WsState.OPEN
+            or transport.get_write_buffer_size() != 0
+        ):
+            return False
+        try:
+            for item in self.session.data_to_send():
+                if isinstance(item, str):
+                    protocol.send_text(item.encode())
+                else:
+                    protocol.send_binary(item)
+            ws.send_data()
+        except Exception as exc:  # OSError from the socket, or the protocol's state errors
+            self.fail(f"write failed: {type(exc).__name__}")
+        return True
 
     def close(self, reason: str = "session closed") -> None:
         """Begin an orderly close: flush what is queued, then close with 1000."""
@@ -202,15 +273,27 @@ class Connection:
             self._done.set()
         self._changed()
 
+    def _binary_received(self, data: bytes) -> None:
+        """A binary message, straight from the transport (see the reader)."""
+        try:
+            for frame in self.session.receive_binary(data):
+                self._on_audio(frame)
+        except Exception as exc:  # never let an audio consumer break the transport callback
+            log.exception("audio handler failed")
+            self.fail(f"audio handler failed: {type(exc).__name__}")
+
     async def _writer(self) -> None:
         while True:
             await self._wake_writer.wait()
             self._wake_writer.clear()
+            self._writing = True
             try:
                 await self._write(self.session.data_to_send())
             except (ConnectionClosed, TimeoutError, OSError) as exc:
                 self.fail(f"write failed: {type(exc).__name__}")
                 return
+            finally:
+                self._writing = False
             if self.session.wants_close:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self._write_timeout):

@@ -48,7 +48,7 @@ from callbridge.recordings.model import tags_from_list
 from callbridge.recordings.service import RecordingError, RecordingNotFound, recordings_for
 from callbridge.rtvbp import catalog as c
 from callbridge.rtvbp.app_events import ApplicationEvents
-from callbridge.rtvbp.connection import Connection, wall_ms
+from callbridge.rtvbp.connection import Connection, DirectAudioClientConnection, wall_ms
 from callbridge.rtvbp.errors import RemoteError, RtvbpError, SessionClosed
 from callbridge.rtvbp.session import InboundEvent, InboundRequest, Session, State
 from callbridge.rtvbp.tokens import DEFAULT_LIFETIME_SECONDS, mint_jwt
@@ -250,6 +250,9 @@ class VoiceBridge:
                 # No permessage-deflate: audio is incompressible and 50 frames/s per call made
                 # zlib one of the bridge's biggest costs (decision 010).
                 compression=None,
+                # Handler audio reaches the call's producer from data_received, without a
+                # reader task wake-up per frame (decision 031).
+                create_connection=DirectAudioClientConnection,
             )
         except InvalidStatus as exc:
             raise BridgeFailed(
