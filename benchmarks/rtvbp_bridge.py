@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import shutil
 import socket
 import struct
 import sys
@@ -189,10 +190,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: The voice (callbridge) process runs on this core, the handler processes on the others, so
+#: the figures are those of one core of callbridge (when the host has two cores or more).
+VOICE_CORE = 1
+
+
+#: The cores this benchmark may use, read before the voice process pins itself.
+HOST_CORES: set[int] = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+
+
+def other_cores() -> set[int]:
+    return (HOST_CORES - {VOICE_CORE}) or HOST_CORES
+
+
 async def start_handler(port: int) -> asyncio.subprocess.Process:
     """One ``callbridge rtvbp-handler --example echo`` process, ready when it prints a line."""
+    taskset = shutil.which("taskset")
+    cores = other_cores()
+    pin = [taskset, "-c", ",".join(map(str, sorted(cores)))] if taskset and cores else []
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callbridge", "rtvbp-handler", "--example", "echo",
+        *pin, sys.executable, "-m", "callbridge", "rtvbp-handler", "--example", "echo",
         "--port", str(port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "CALLBRIDGE_LOG_LEVEL": "warning"},
@@ -348,6 +365,10 @@ def main() -> int:
         help="also tell loop stalls from CPU starvation (a 1 ms watcher; adds a little CPU)",
     )
     args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity") and VOICE_CORE in os.sched_getaffinity(0):
+        pinned = len(os.sched_getaffinity(0)) > 1
+        os.sched_setaffinity(0, {VOICE_CORE})
+        print(f"voice process pinned to core {VOICE_CORE}" + ("" if pinned else " (only core)"))
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings
     load_before = os.getloadavg()
     factory = None
