@@ -279,6 +279,9 @@ def sipp(tmp: Path, sip_port: int, extra: list[str], limit: float) -> tuple[int,
     ]  # fmt: skip
     started = time.monotonic()
     done = subprocess.run(pinned(0, args), cwd=tmp, capture_output=True, timeout=limit + 10)
+    if done.returncode not in (0, 1):  # 1 = some calls failed (counted); else sipp itself failed
+        tail = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()[-5:]
+        print("sipp failed:", *tail, sep="\n  ", file=sys.stderr)
     return done.returncode, time.monotonic() - started
 
 

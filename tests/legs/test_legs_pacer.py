@@ -174,3 +174,28 @@ async def test_real_clock_pacers_are_never_early() -> None:
         # absolute deadlines: frame n never runs before t0 + n × 20 ms (less the timer slack);
         # how late it runs depends on the host's load, so that is not asserted here
         assert all(t >= t0 + n * 0.02 - 0.0015 for n, t in s)
+
+
+async def test_poll_runs_due_ticks_before_the_timer_would() -> None:
+    """A hot I/O path polls the ticker: due ticks run at once, the timer does not repeat them."""
+    clock = VirtualClock()
+    ticks: list[int] = []
+    pacer = Pacer(clock, ticks.append)
+    pacer.start()
+    await clock.advance(0.0)
+    assert ticks == [0]
+    ticker = pacer.ticker
+    assert ticker is not None
+    ticker.poll()  # nothing due yet: no tick
+    assert ticks == [0]
+    clock._now += 0.020  # frame 1's deadline passes while the loop is busy with I/O
+    ticker.poll()
+    assert ticks == [0, 1]
+    wakeups = ticker.wakeups
+    await clock.advance(0.0)  # the loop's timer for that bucket was cancelled: no repeat
+    assert ticks == [0, 1] and ticker.wakeups == wakeups
+    await clock.advance(0.020)
+    assert ticks == [0, 1, 2]
+    await pacer.stop()
+    ticker.poll()  # stopped: nothing to run
+    assert ticks == [0, 1, 2]

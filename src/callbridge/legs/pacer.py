@@ -89,6 +89,23 @@ class MediaTicker:
                 self._timer.cancel()
             self._timer = self._timer_slot = None
 
+    def poll(self) -> None:
+        """Run the due pacers now if the earliest bucket's time has come.
+
+        For hot I/O paths (one call per received RTP datagram): an event loop runs the
+        callbacks of every socket that became ready before it looks at its timers again, so
+        with hundreds of legs one iteration's datagrams (tens of microseconds each) would hold
+        every tick back by milliseconds. Polling here bounds that lateness by one callback.
+        Costs one clock read when nothing is due.
+        """
+        slot = self._timer_slot
+        if slot is None or self._firing:
+            return
+        if self._clock.monotonic() + TIMER_SLACK >= slot / GRID_PER_SECOND:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._fire()
+
     def _fire(self) -> None:
         self._timer = self._timer_slot = None
         self.wakeups += 1
@@ -147,6 +164,11 @@ class Pacer:
     @property
     def running(self) -> bool:
         return self._slot is not None
+
+    @property
+    def ticker(self) -> MediaTicker | None:
+        """The shared tick waking this pacer (``None`` before the first :meth:`start`)."""
+        return self._ticker
 
     @property
     def t0(self) -> float:

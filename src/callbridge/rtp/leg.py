@@ -125,6 +125,10 @@ class _Endpoint(asyncio.DatagramProtocol):
             self._leg._on_rtcp(data, source)
         else:
             self._leg._on_rtp(data, source)
+            # Let due ticks (of every leg) run between datagrams, not after the whole burst.
+            ticker = self._leg._pacer.ticker
+            if ticker is not None:
+                ticker.poll()
 
     def error_received(self, exc: Exception) -> None:
         self._leg.send_errors += 1  # e.g. ICMP port unreachable from a peer that went away
