@@ -27,6 +27,7 @@ import asyncio
 import collections
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -329,6 +330,36 @@ class EventBus(abc.ABC):
         for an invalid topic or type or non-JSON ``data``, :class:`BusClosedError` when the
         bus is not running.
         """
+
+    _started: bool = False
+    _closed: bool = False
+
+    def _check_running(self, what: str) -> None:
+        """:class:`BusClosedError` unless the bus is between :meth:`start` and :meth:`close`."""
+        if self._closed:
+            raise BusClosedError(f"cannot {what}: the event bus is closed")
+        if not self._started:
+            raise BusClosedError(f"cannot {what}: the event bus is not started (call start())")
+
+    @staticmethod
+    def encode_event(
+        topic: str, type: str, data: dict[str, Any], workspace_id: str
+    ) -> tuple[Event, bytes]:
+        """Validate a publish's arguments and build the event and its wire bytes (the same for
+        every implementation). :class:`ValueError` on invalid input."""
+        validate_topic(topic)
+        validate_event_type(type)
+        if not isinstance(data, dict):
+            raise ValueError("event data must be a dict (a JSON object)")
+        event = Event(
+            id=str(uuid.uuid4()),
+            type=type,
+            topic=topic,
+            workspace_id=str(workspace_id),
+            ts=time.time(),
+            data=data,
+        )
+        return event, event.to_bytes()
 
     @abc.abstractmethod
     def subscribe(self, prefix: str, *, maxsize: int = 1000) -> Subscription:

@@ -7,8 +7,6 @@ sharing objects between publisher and subscribers.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -18,9 +16,7 @@ from callbridge.bus.base import (
     EventBus,
     Subscription,
     topic_prefixes,
-    validate_event_type,
     validate_prefix,
-    validate_topic,
 )
 from callbridge.observability.metrics import BUS_EVENTS_PUBLISHED
 
@@ -56,29 +52,11 @@ class InProcessBus(EventBus):
         for sub in subscriptions:
             sub.close()
 
-    def _check_running(self, what: str) -> None:
-        if self._closed:
-            raise BusClosedError(f"cannot {what}: the event bus is closed")
-        if not self._started:
-            raise BusClosedError(f"cannot {what}: the event bus is not started (call start())")
-
     async def publish(
         self, topic: str, type: str, data: dict[str, Any], *, workspace_id: str
     ) -> Event:
         self._check_running("publish")
-        validate_topic(topic)
-        validate_event_type(type)
-        if not isinstance(data, dict):
-            raise ValueError("event data must be a dict (a JSON object)")
-        event = Event(
-            id=str(uuid.uuid4()),
-            type=type,
-            topic=topic,
-            workspace_id=str(workspace_id),
-            ts=time.time(),
-            data=data,
-        )
-        payload = event.to_bytes()
+        _, payload = self.encode_event(topic, type, data, workspace_id)
         BUS_EVENTS_PUBLISHED.inc()
         for prefix in topic_prefixes(topic):
             subs = self._by_prefix.get(prefix)

@@ -25,8 +25,6 @@ published after it returns, from any process.
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from typing import Any
 
 import structlog
@@ -37,7 +35,6 @@ from callbridge.bus.base import (
     Event,
     EventBus,
     Subscription,
-    validate_event_type,
     validate_prefix,
     validate_topic,
 )
@@ -154,29 +151,11 @@ class NatsBus(EventBus):
             except Exception:  # already closed or disconnected: nothing left to flush
                 await self._nc.close()
 
-    def _check_running(self, what: str) -> None:
-        if self._closed:
-            raise BusClosedError(f"cannot {what}: the event bus is closed")
-        if not self._started:
-            raise BusClosedError(f"cannot {what}: the event bus is not started (call start())")
-
     async def publish(
         self, topic: str, type: str, data: dict[str, Any], *, workspace_id: str
     ) -> Event:
         self._check_running("publish")
-        validate_topic(topic)
-        validate_event_type(type)
-        if not isinstance(data, dict):
-            raise ValueError("event data must be a dict (a JSON object)")
-        event = Event(
-            id=str(uuid.uuid4()),
-            type=type,
-            topic=topic,
-            workspace_id=str(workspace_id),
-            ts=time.time(),
-            data=data,
-        )
-        payload = event.to_bytes()
+        _, payload = self.encode_event(topic, type, data, workspace_id)
         if len(payload) > MAX_EVENT_BYTES:
             raise ValueError(f"event {type!r} is {len(payload)} bytes, over {MAX_EVENT_BYTES}")
         # Buffered by the client and written by its flusher task: never waits for the
