@@ -76,6 +76,7 @@ def test_register_with_digest_refreshes_at_90_percent_and_unregisters() -> None:
         "SIP/2.0 200 OK",
     ]
     assert reg.state is RegState.REGISTERED and reg.expires_at == 300.0
+    assert reg.granted == 300
     assert reg.next_timer() == 270.0  # 90 % of the granted 300 s
     (binding,) = location.lookup("1001", 1.0)
     assert binding.remaining(1.0) == 299

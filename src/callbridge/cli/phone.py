@@ -122,9 +122,7 @@ async def _register(args: argparse.Namespace) -> int:
         if registration.state is not RegState.REGISTERED:
             print(f"registration failed: {registration.last_status}", flush=True)
             return 1
-        assert registration.expires_at is not None
-        granted = round(registration.expires_at - phone.clock.monotonic())
-        print(f"registered {registration.aor} for {granted} s", flush=True)
+        print(f"registered {registration.aor} for {registration.granted} s", flush=True)
         if args.duration > 0:
             await asyncio.sleep(args.duration)
         for call in answered:

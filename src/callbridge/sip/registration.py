@@ -80,6 +80,8 @@ class Registration:
         self.on_change = on_change
         self.state = RegState.IDLE
         self.expires_at: float | None = None
+        #: Seconds the registrar granted in its last 2xx (``None`` when not registered).
+        self.granted: int | None = None
         self.last_status: int | None = None
         self.attempts = 0
         self._call_id = new_call_id(ua.ids, ua.config.host)
@@ -168,11 +170,11 @@ class Registration:
                 self._send(now, self._pending_expires, credentials)
                 return
         if unregistering:
-            self.expires_at = None
+            self.expires_at = self.granted = None
             self._finish()
             return
         if 200 <= status < 300:
-            granted = self._granted(response)
+            granted = self.granted = self._granted(response)
             self.expires_at = now + granted
             self._timer = now + REFRESH_AT * granted
             self._backoff = self.backoff_first
@@ -207,7 +209,7 @@ class Registration:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _fail(self, now: float) -> None:
-        self.expires_at = None
+        self.expires_at = self.granted = None
         self._timer = self.retry_at = now + self._backoff
         self._backoff = min(self.backoff_max, self._backoff * 2)
         self._set(RegState.FAILED)
