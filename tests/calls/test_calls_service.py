@@ -3,22 +3,25 @@ in-process bus and virtual time."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
 
+import callbridge.calls.service as service_module
 from callbridge.bus.base import Event
 from callbridge.bus.inprocess import InProcessBus
-from callbridge.calls.model import Address, CallStatus, Direction, HangupBy, HangupReason
+from callbridge.calls.model import Address, Call, CallStatus, Direction, HangupBy, HangupReason
 from callbridge.calls.service import CallService, LiveCall
 from callbridge.flows.model import Action, ActiveflowStatus
 from callbridge.legs.base import LegState
 from callbridge.legs.file_leg import FileLeg, ScheduledDigit
 from callbridge.media.clock import VirtualClock
 from callbridge.media.constants import SAMPLE_RATE
-from callbridge.store import Store
+from callbridge.observability.metrics import STORE_WRITES_FAILED
+from callbridge.store import Store, StoreBusyError
 
 Until = Callable[[Callable[[], bool], float], Awaitable[None]]
 
@@ -284,3 +287,94 @@ async def test_shutdown_hangs_up_live_calls(
         assert stored is not None and stored.status is CallStatus.HANGUP
     with pytest.raises(RuntimeError, match="shutting down"):
         await start(svc, wid, FileLeg("late", clock), acts("answer"))
+
+
+async def test_failed_update_is_logged_and_its_tracebacks_dropped(
+    store: Store, service: CallService, until: Until
+) -> None:
+    """A store error is logged, later updates still run, and the error (wrapped like a
+    driver error, with the cycle such wrappers make) keeps no traceback (decision 024)."""
+    wid = await workspace(store)
+    raised: list[BaseException] = []
+    update = store.calls.update
+    failures = iter([True])
+
+    async def flaky_update(call: object) -> None:
+        if next(failures, False):
+            try:
+                raise OSError("database is locked")
+            except OSError as driver_error:
+                wrapped = RuntimeError("update failed")
+                wrapped.__cause__ = driver_error
+                holder = wrapped  # a frame local holding the exception: a cycle via its tb
+                raised.append(holder)
+                raise holder from driver_error
+        await update(call)  # type: ignore[arg-type]
+
+    store.calls.update = flaky_update  # type: ignore[method-assign]
+    leg = FileLeg("in-fail", service.clock)
+    live = await start(service, wid, leg, acts("answer", ("hangup", {"reason": "normal"})))
+    await until(lambda: not live.is_live, 10.0)
+    (error,) = raised
+    assert error.__traceback__ is None
+    assert error.__cause__ is not None and error.__cause__.__traceback__ is None
+    stored = await store.calls.get(wid, live.id)
+    assert stored is not None and stored.status is CallStatus.HANGUP  # later updates ran
+
+
+async def test_busy_store_update_is_retried_not_lost(
+    store: Store, service: CallService, until: Until, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call update the store refuses as busy (nothing written) is written again, so the
+    final hangup row is not lost; a store that stays busy is counted (decision 025)."""
+    monkeypatch.setattr(service_module, "UPDATE_RETRY_DELAYS_S", (0.01, 0.01))
+    wid = await workspace(store)
+    update = store.calls.update
+    refused: list[str] = []
+
+    async def busy_on_hangup(call: Call) -> None:
+        if call.status is CallStatus.HANGUP and len(refused) < 2:
+            refused.append(call.status.value)
+            raise StoreBusyError("writer queue full")
+        await update(call)
+
+    store.calls.update = busy_on_hangup  # type: ignore[method-assign]
+    leg = FileLeg("in-busy", service.clock)
+    live = await start(service, wid, leg, acts("answer", ("hangup", {"reason": "normal"})))
+    await until(lambda: not live.is_live, 10.0)
+    await until(lambda: live._updates.empty() and len(refused) == 2, 10.0)
+
+    async def stored_hangup() -> bool:
+        stored = await store.calls.get(wid, live.id)
+        return stored is not None and stored.status is CallStatus.HANGUP
+
+    for _ in range(200):
+        if await stored_hangup():
+            break
+        await asyncio.sleep(0.01)
+    assert refused == ["hangup", "hangup"]
+    assert await stored_hangup()
+
+
+async def test_store_busy_past_every_retry_is_counted(
+    store: Store, service: CallService, until: Until, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "UPDATE_RETRY_DELAYS_S", (0.01,))
+    before = STORE_WRITES_FAILED.labels(kind="call")._value.get()
+    wid = await workspace(store)
+    attempts: list[int] = []
+
+    async def always_busy(call: Call) -> None:
+        attempts.append(1)
+        raise StoreBusyError("writer queue full")
+
+    store.calls.update = always_busy  # type: ignore[method-assign]
+    leg = FileLeg("in-busy2", service.clock)
+    await start(service, wid, leg, acts("answer", ("hangup", {"reason": "normal"})))
+    for _ in range(500):  # real time: the retries sleep on the event loop, not the clock
+        if STORE_WRITES_FAILED.labels(kind="call")._value.get() >= before + 2:
+            break
+        await asyncio.sleep(0.01)
+    # answer and hangup: each tried twice (one retry), then counted
+    assert STORE_WRITES_FAILED.labels(kind="call")._value.get() >= before + 2
+    assert len(attempts) >= 4

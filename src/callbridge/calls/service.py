@@ -34,14 +34,36 @@ from callbridge.calls.serialize import call_to_dict, format_ts, utc_now_from
 from callbridge.flows.model import Action
 from callbridge.legs.base import DtmfEvent, Leg, LegEnd, LegState
 from callbridge.legs.graph import MediaGraph
-from callbridge.media.clock import Clock
-from callbridge.observability.metrics import CALLS_ACTIVE, CALLS_TOTAL
-from callbridge.store import Store
+from callbridge.media.clock import Clock, TimerHandle
+from callbridge.observability.metrics import CALLS_ACTIVE, CALLS_TOTAL, STORE_WRITES_FAILED
+from callbridge.store import Store, StoreBusyError
 
 log = structlog.get_logger("callbridge.calls")
 
 #: Default maximum duration of an answered call (platform API spec §6.1).
 DEFAULT_MAX_DURATION_SECONDS = 3600.0
+#: Waits before retrying a call update the store refused as busy (``StoreBusyError`` means
+#: nothing was written, so writing the same row again is safe; decision 025).
+UPDATE_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 2.0, 5.0)
+
+
+def forget_traceback(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of every exception it was raised from or during.
+
+    For an error already logged and handled: a traceback holds the frames it went through, and
+    libraries keep the exception in one of those frames (SQLAlchemy's wrapped driver errors,
+    a future's result), a cycle that would keep our frames — the call, its leg and sockets —
+    until the cyclic collector runs (decision 024).
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
 class CallNotLive(Exception):
@@ -60,7 +82,7 @@ class LiveCall:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     flow_task: asyncio.Task[None] | None = None
-    timers: list[asyncio.Task[None]] = field(default_factory=list)
+    timers: list[TimerHandle] = field(default_factory=list)
     _updates: asyncio.Queue[Callable[[], Awaitable[None]]] = field(default_factory=asyncio.Queue)
     _worker: asyncio.Task[None] | None = None
 
@@ -163,14 +185,16 @@ class CallService:
         graph = MediaGraph(max_lead_seconds=self._max_lead)
         live = LiveCall(call=call, leg=leg, graph=graph)
         live.variables.update(call.variables)
-        graph._on_state = lambda state, end: self._on_leg_state(live, state, end)
+        # These closures hold ``live``, which holds the graph: a reference cycle until
+        # ``_finalize`` releases the graph's callbacks (an ended call is freed by reference
+        # counting, not left to the cyclic garbage collector; decision 024).
+        graph.set_state_callback(lambda state, end: self._on_leg_state(live, state, end))
         graph.add_dtmf_listener(lambda ev: self._on_dtmf(live, ev))
         leg.attach(graph, graph.next_outbound_frame)
         self._live[call.id] = live
         CALLS_ACTIVE.inc()
         live._worker = self._track(asyncio.create_task(self._work(live), name=f"call-{call.id}"))
-        await self._publish(live, "call_created")
-        await self._publish(live, f"call_{status.value}")
+        await self._publish(live, "call_created", f"call_{status.value}")
         live.flow_task = self._track(await self._start_flow(self, live, actions, flow_id))
         await leg.start()
         log.info("call started", call_id=str(call.id), direction=direction.value)
@@ -272,10 +296,35 @@ class CallService:
             job = await live._updates.get()
             try:
                 await job()
-            except Exception:  # one failed update must not stop the call's later updates
+            except Exception as exc:  # one failed update must not stop the call's later updates
                 log.exception("call update failed", call_id=str(live.id))
+                forget_traceback(exc)
             if live.ended.is_set() and live._updates.empty():
                 return
+
+    async def _update_call(self, call: Call) -> None:
+        """Write ``call``'s row, retrying while the store is busy.
+
+        The in-memory call has already changed when this runs, so re-running the job would
+        find nothing to do: the retry is here, on the write. A write still refused after the
+        last retry is counted and logged with the state that could not be stored, then raised.
+        """
+        for delay in (*UPDATE_RETRY_DELAYS_S, None):
+            try:
+                await self.store.calls.update(call)
+                return
+            except StoreBusyError:
+                if delay is None:
+                    STORE_WRITES_FAILED.labels(kind="call").inc()
+                    log.error(
+                        "call update not stored: store busy",
+                        call_id=str(call.id),
+                        status=call.status.value,
+                        hangup_reason=call.hangup_reason.value,
+                    )
+                    raise
+                log.warning("store busy, retrying call update", call_id=str(call.id), delay=delay)
+                await asyncio.sleep(delay)
 
     async def _change_status(self, live: LiveCall, target: CallStatus) -> None:
         call = live.call
@@ -289,19 +338,25 @@ class CallService:
             call.tm_ringing = now
         elif target is CallStatus.PROGRESSING:
             call.tm_progressing = now
-        await self.store.calls.update(call)
-        await self._publish(live, f"call_{target.value}")
-        await self._publish(live, "call_updated")
+        await self._update_call(call)
+        await self._publish(live, f"call_{target.value}", "call_updated")
 
     async def _arm_max_duration(self, live: LiveCall) -> None:
-        async def expire() -> None:
-            await self.clock.sleep(self._max_duration)
-            if live.is_live:
-                log.info("maximum call duration reached", call_id=str(live.id))
-                await self.hangup(live, HangupReason.TIMEOUT)
-
+        # A clock timer, not a sleeping task: nothing to schedule, cancel and collect per call.
         if live.is_live:
-            live.timers.append(asyncio.create_task(expire(), name=f"call-{live.id}-max-duration"))
+            deadline = self.clock.monotonic() + self._max_duration
+            live.timers.append(self.clock.call_at(deadline, lambda: self._expire(live)))
+
+    def _expire(self, live: LiveCall) -> None:
+        if live.is_live:
+            log.info("maximum call duration reached", call_id=str(live.id))
+            self._track(
+                asyncio.create_task(self._hangup_quietly(live, HangupReason.TIMEOUT),
+                                    name=f"call-{live.id}-max-duration")
+            )  # fmt: skip
+
+    async def _hangup_quietly(self, live: LiveCall, reason: HangupReason) -> None:
+        await self.hangup(live, reason)
 
     async def _finalize(self, live: LiveCall, end: LegEnd) -> None:
         call = live.call
@@ -325,13 +380,16 @@ class CallService:
         call.hangup_by = by
         call.tm_hangup = now
         call.tm_update = now
-        await self.store.calls.update(call)
-        await self._publish(live, "call_hangup")
-        await self._publish(live, "call_updated")
+        await self._update_call(call)
+        await self._publish(live, "call_hangup", "call_updated")
         live.graph.close()  # the flow runner sees `ended` and records the activeflow's end
-        for task in live.timers:
-            if task is not asyncio.current_task():
-                task.cancel()
+        for timer in live.timers:
+            timer.cancel()
+        # Break the call's reference cycles (decision 024): each timer's callback holds
+        # ``live``, and so do the graph's callbacks and the leg's listener.
+        live.timers.clear()
+        live.graph.release()
+        live.leg.detach()
         self._live.pop(live.id, None)
         CALLS_ACTIVE.dec()
         CALLS_TOTAL.labels(direction=call.direction.value, hangup_reason=reason.value).inc()
@@ -339,8 +397,11 @@ class CallService:
         log.info("call ended", call_id=str(call.id), reason=reason.value, by=by.value)
 
     # -- events -------------------------------------------------------------------------------
-    async def _publish(self, live: LiveCall, event_type: str) -> None:
-        await self._publish_raw(live, "call", str(live.id), event_type, call_to_dict(live.call))
+    async def _publish(self, live: LiveCall, *event_types: str) -> None:
+        """Publish the call object once per event type, serialised once for all of them."""
+        data, call_id = call_to_dict(live.call), str(live.id)
+        for event_type in event_types:
+            await self._publish_raw(live, "call", call_id, event_type, data)
 
     async def _publish_raw(
         self, live: LiveCall, resource: str, resource_id: str, event_type: str, data: dict[str, Any]

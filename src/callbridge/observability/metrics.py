@@ -35,6 +35,14 @@ BUS_EVENTS_DROPPED = Counter(
     registry=REGISTRY,
 )
 
+# Store
+STORE_WRITES_FAILED = Counter(
+    "callbridge_store_writes_failed_total",
+    "Store writes given up after their retries (the store stayed busy); each is also logged.",
+    ["kind"],
+    registry=REGISTRY,
+)
+
 # Calls
 CALLS_ACTIVE = Gauge(
     "callbridge_calls_active",

@@ -3,7 +3,7 @@
 Open with :meth:`Store.open`; the repositories hang off the store (``store.calls`` …).
 """
 
-from callbridge.store.errors import DuplicateError, NotFoundError, StoreError
+from callbridge.store.errors import DuplicateError, NotFoundError, StoreBusyError, StoreError
 from callbridge.store.repos import (
     AccessKeyRepository,
     ActiveflowRepository,
@@ -19,6 +19,7 @@ __all__ = [
     "DuplicateError",
     "NotFoundError",
     "Store",
+    "StoreBusyError",
     "StoreError",
     "WorkspaceRepository",
 ]

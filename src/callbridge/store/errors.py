@@ -13,3 +13,11 @@ class NotFoundError(StoreError):
 
 class DuplicateError(StoreError):
     """An insert conflicts with an existing row on a unique identity (id, token)."""
+
+
+class StoreBusyError(StoreError):
+    """A write could not be done within its bound: this process's writer queue did not reach
+    it in time, or another process held SQLite's write lock past the busy timeout.
+
+    Nothing was written; the caller decides whether to retry, answer 503 or give up loudly.
+    """

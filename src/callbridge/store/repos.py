@@ -32,6 +32,7 @@ from callbridge.calls.model import Address, Call, CallStatus, Direction, HangupB
 from callbridge.flows.model import Action, Activeflow, ActiveflowStatus
 from callbridge.store import tables
 from callbridge.store.errors import DuplicateError, NotFoundError, StoreError
+from callbridge.store.sqlite import UpdateBatcher
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -104,10 +105,18 @@ async def _insert_unique_tm_create(
     """
     wanted = _require_aware(row["tm_create"], "tm_create")
     assert wanted is not None
+    # First try the wanted stamp as it is: taken only in a burst of identical stamps, so one
+    # statement per insert in the usual case; a clash sends the next attempts through the
+    # look-up of the first free stamp.
+    probe = False
     for _ in range(_MAX_INSERT_ATTEMPTS):
         try:
             async with sessions() as session, session.begin():
-                stored = await _first_free_tm_create(session, table, row["workspace_id"], wanted)
+                stored = wanted
+                if probe:
+                    stored = await _first_free_tm_create(
+                        session, table, row["workspace_id"], wanted
+                    )
                 values = dict(row, tm_create=stored)
                 if values["tm_update"] < stored:
                     values["tm_update"] = stored
@@ -117,7 +126,9 @@ async def _insert_unique_tm_create(
             clash = await _identity_clash(sessions, table, row, identity)
             if clash is not None:
                 raise DuplicateError(f"{table.name}: a row with this {clash} exists") from exc
-            # Another writer committed the same tm_create between our look-up and insert.
+            # The stamp was taken, or another writer committed the same tm_create between
+            # our look-up and insert.
+            probe = True
     raise StoreError(f"{table.name}: no free tm_create found after {_MAX_INSERT_ATTEMPTS} attempts")
 
 
@@ -458,8 +469,9 @@ class ScopedRepository(Generic[T]):
     _table: ClassVar[Table]
     _noun: ClassVar[str]
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, *, batcher: UpdateBatcher | None = None) -> None:
         self._sessions = sessions
+        self._batcher = batcher
 
     def _values(self, item: T) -> dict[str, Any]:
         raise NotImplementedError
@@ -484,18 +496,23 @@ class ScopedRepository(Generic[T]):
     async def update(self, item: T) -> None:
         """Persist every mutable field (all but id, workspace_id, tm_create).
 
-        :class:`NotFoundError` when no such row exists in ``item.workspace_id``.
+        :class:`NotFoundError` when no such row exists in ``item.workspace_id``. On SQLite,
+        updates that queue meanwhile share one transaction (group commit, decision 025).
         """
         t = self._table
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(
-                update(t)
-                .where(t.c.id == item.id, t.c.workspace_id == item.workspace_id)
-                .values(self._values(item))
-                .returning(t.c.id)
-            )
-            if result.first() is None:
-                raise NotFoundError(f"{self._noun} {item.id} not found in its workspace")
+        statement = (
+            update(t)
+            .where(t.c.id == item.id, t.c.workspace_id == item.workspace_id)
+            .values(self._values(item))
+            .returning(t.c.id)
+        )
+        if self._batcher is not None:
+            found = await self._batcher.update(statement)
+        else:
+            async with self._sessions() as session, session.begin():
+                found = (await session.execute(statement)).first() is not None
+        if not found:
+            raise NotFoundError(f"{self._noun} {item.id} not found in its workspace")
 
     async def get(self, workspace_id: uuid.UUID, item_id: uuid.UUID) -> T | None:
         """The row (also when soft-deleted); ``None`` if unknown or in another workspace."""

@@ -5,7 +5,9 @@ Supported URLs (anything else is refused with a :class:`StoreError` naming these
 * ``sqlite+aiosqlite:///relative/path.db``, ``sqlite+aiosqlite:////absolute/path.db``,
   ``sqlite+aiosqlite:///:memory:`` — the default backend; ``sqlite://`` is accepted as a
   shorthand. The file's parent directory is created. Every connection runs with WAL journaling,
-  foreign keys on and a busy timeout, so concurrent writers wait instead of failing.
+  ``synchronous=NORMAL``, foreign keys on and a busy timeout (for other processes); this
+  process's writers take turns in order (:mod:`callbridge.store.sqlite`), and a write that
+  cannot start in time raises :class:`StoreBusyError`.
 * ``postgresql+asyncpg://user[:password]@host[:port]/database`` — ``postgresql://`` and
   ``postgres://`` are accepted as shorthands.
 
@@ -36,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
+from callbridge.store import sqlite
 from callbridge.store.errors import StoreError
 from callbridge.store.repos import (
     AccessKeyRepository,
@@ -56,6 +59,15 @@ _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+asyncpg"}
 
 #: How long a SQLite connection waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+#: ``PRAGMA synchronous`` of every SQLite connection (decision 025: NORMAL, no fsync per
+#: commit in WAL mode).
+SQLITE_SYNCHRONOUS = "NORMAL"
+
+#: First and longest pause between attempts to open a SQLite file that another connection
+#: is switching to WAL.
+_SQLITE_OPEN_RETRY_FIRST_S = 0.01
+_SQLITE_OPEN_RETRY_MAX_S = 0.2
 
 #: Seconds :meth:`Store.ping` waits for the database before answering False.
 PING_TIMEOUT_S = 5.0
@@ -119,7 +131,7 @@ def _ensure_parent_directory(path: str) -> None:
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Runs for every new pooled connection: these settings are per connection in SQLite.
-    # The driver's own implicit BEGIN is switched off so that _sqlite_on_begin decides how
+    # The driver's own implicit BEGIN is switched off so that sqlite.on_begin decides how
     # transactions start.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -127,19 +139,21 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         # busy_timeout first: the journal_mode statement itself can meet a lock held by
         # another connection, and must wait for it rather than fail at once.
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # The journal mode is stored in the file: once one connection switched it to WAL,
+        # later ones only read it. Switching needs an exclusive lock, and SQLite can refuse
+        # it at once ("database is locked") without consulting the busy handler when
+        # several connections open a new file together; Store.open retries that case.
+        cursor.execute("PRAGMA journal_mode")
+        row = cursor.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL + NORMAL: a commit appends to the WAL without an fsync; the WAL is synced at
+        # checkpoints. Committed data survives a crash of the process; a power loss or OS
+        # crash may lose the last commits, never corrupt the database (decision 025).
+        cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
     finally:
         cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    # A deferred transaction that reads and then writes fails at once with "database is
-    # locked" when another connection wrote in between (SQLite cannot upgrade a stale read
-    # snapshot, and the busy handler is not consulted). Taking the write lock up front makes
-    # concurrent writers queue on the busy timeout instead. Transactions here are short, so
-    # serialising them costs little at the scale SQLite is meant for.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _create_engine(url: URL, connect_timeout: float) -> AsyncEngine:
@@ -151,7 +165,7 @@ def _create_engine(url: URL, connect_timeout: float) -> AsyncEngine:
         else:
             engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+        event.listen(engine.sync_engine, "begin", sqlite.on_begin)
         return engine
     return create_async_engine(
         url,
@@ -205,12 +219,28 @@ class Store:
         self.engine: AsyncEngine = engine
         #: The URL with the password replaced by ``***``: the only form that may be logged.
         self.url_masked: str = url_masked
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        #: On SQLite, this process's writers take turns here (decision 025); ``None`` on
+        #: PostgreSQL, whose row locks let writers run side by side.
+        self.write_gate: sqlite.WriteGate | None = None
+        if engine.dialect.name == "sqlite":
+            self.write_gate = sqlite.WriteGate()
+            self._sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
+                engine,
+                class_=sqlite.GatedSession,
+                expire_on_commit=False,
+                write_gate=self.write_gate,
+            )
+        else:
+            self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._closed = False
         self.workspaces = WorkspaceRepository(self._sessions, now=now)
         self.access_keys = AccessKeyRepository(self._sessions, now=now)
-        self.calls = CallRepository(self._sessions)
-        self.activeflows = ActiveflowRepository(self._sessions)
+        #: Group commit of call and activeflow updates on SQLite (decision 025).
+        self.update_batcher: sqlite.UpdateBatcher | None = (
+            sqlite.UpdateBatcher(self._sessions) if self.write_gate is not None else None
+        )
+        self.calls = CallRepository(self._sessions, batcher=self.update_batcher)
+        self.activeflows = ActiveflowRepository(self._sessions, batcher=self.update_batcher)
         # Telephony (migration 0002); imported here to keep the store package free of cycles.
         from callbridge.telephony.repos import ExtensionRepository, TrunkRepository
 
@@ -262,8 +292,8 @@ class Store:
         try:
             # The driver has its own connect timeout; this outer bound also covers SQLite
             # waiting on a lock and anything else that could hang the start.
-            async with asyncio.timeout(limit_s + 1.0), engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with asyncio.timeout(limit_s + 1.0):
+                await Store._connect_once(engine)
         except TimeoutError as exc:
             raise StoreError(f"cannot connect to {target}: timed out after {limit_s:g} s") from exc
         except (OSError, SQLAlchemyError) as exc:
@@ -274,9 +304,32 @@ class Store:
             raise StoreError(f"cannot connect to {target}: {_driver_reason(exc)}") from exc
 
     @staticmethod
+    async def _connect_once(engine: AsyncEngine) -> None:
+        """Open one connection and run ``SELECT 1``.
+
+        On SQLite, a first connection that meets another process's (or this process's)
+        switch of a new file to WAL gets "database is locked" at once; it is tried again
+        with a growing pause until the caller's time limit cancels it.
+        """
+        pause = _SQLITE_OPEN_RETRY_FIRST_S
+        while True:
+            try:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                return
+            except SQLAlchemyError as exc:
+                if engine.dialect.name != "sqlite" or not sqlite.is_busy_error(exc):
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _SQLITE_OPEN_RETRY_MAX_S)
+
+    @staticmethod
     async def _migrate(engine: AsyncEngine, target: str) -> None:
         try:
-            async with engine.begin() as conn:
+            # On SQLite the write option makes the engine's "begin" hook open this transaction
+            # with BEGIN IMMEDIATE.
+            writer = engine.execution_options(**{sqlite.WRITE_OPTION: True})
+            async with writer.begin() as conn:
                 # Concurrent starters (several processes, one database) must migrate one by
                 # one, each re-reading the version table under the lock.
                 if conn.dialect.name == "postgresql":
@@ -307,6 +360,9 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        if self.update_batcher is not None:
+            # Updates already queued are written, not dropped with the connections.
+            await self.update_batcher.wait_idle()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
