@@ -18,20 +18,21 @@ def test_3xx_is_acked_and_the_best_contact_invited() -> None:
     ua = make_ua()
     call, invite = dial(ua)
     contacts = (
-        "<sip:a@moved.example.com:5080>;q=1.0, <sip:b@127.0.0.1:5081;transport=tcp>;q=0.9, "
+        "<sip:a@moved.example.com:5080>;q=0.85, <sip:b@127.0.0.1:5081;transport=tcp>;q=0.9, "
         "<sip:c@127.0.0.1:5082>;q=0.5, <sip:d@127.0.0.1:5083>;q=0.8, <tel:+1555>"
     )
     assert ua.receive(redirect(invite, contacts), PEER, "UDP", 0.1) == []
     ack, retry = sent(ua)
     assert isinstance(ack, Request) and ack.method == "ACK" and ack.cseq.number == 1
     assert ack.top_via.branch == invite.top_via.branch
-    # Host names (no DNS yet), other transports and non-SIP URIs are skipped; highest q wins.
+    # Other transports and non-SIP URIs are skipped; highest q wins. A host name is followed:
+    # the shell looks it up when the INVITE goes out (RFC 3263 §4).
     assert isinstance(retry, Request) and retry.method == "INVITE"
-    assert retry.uri == "sip:d@127.0.0.1:5083"
+    assert retry.uri == "sip:a@moved.example.com:5080"
     assert retry.cseq.number == 2 and retry.call_id == invite.call_id
     assert retry.from_.tag == invite.from_.tag and retry.to.tag is None
     assert retry.top_via.branch != invite.top_via.branch
-    assert call.peer == ("127.0.0.1", 5083)
+    assert call.peer == ("moved.example.com", 5080)
     assert retry.body == invite.body
 
 

@@ -207,13 +207,13 @@ def test_ict_completed_ignores_provisional_and_2xx() -> None:
     assert layer.receive(reply(invite, 200), PEER, "UDP", now=0.3) == []
     assert layer.outgoing() == []
     assert layer.state(key) is State.COMPLETED
-    assert layer.transport_error(key) == [TransactionTerminated(key), TransportFailure(key)]
+    assert layer.transport_error(key) == [TransportFailure(key), TransactionTerminated(key)]
 
 
 def test_ict_transport_error_reports_failure() -> None:
     layer = TransactionLayer()
     key = layer.send_request(request(), PEER, "UDP", now=0.0)
-    assert layer.transport_error(key) == [TransactionTerminated(key), TransportFailure(key)]
+    assert layer.transport_error(key) == [TransportFailure(key), TransactionTerminated(key)]
     assert layer.next_timer() is None
     assert layer.transport_error(key) == []
 
@@ -282,7 +282,7 @@ def test_nict_timer_k_zero_on_reliable_and_proceeding_timeout() -> None:
     layer3 = TransactionLayer()
     key3 = layer3.send_request(request("OPTIONS"), PEER, "UDP", now=0.0)
     layer3.receive(reply(request("OPTIONS"), 100, None), PEER, "UDP", now=0.1)
-    assert layer3.transport_error(key3) == [TransactionTerminated(key3), TransportFailure(key3)]
+    assert layer3.transport_error(key3) == [TransportFailure(key3), TransactionTerminated(key3)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,10 +399,10 @@ def test_ist_illegal_tu_actions_raise() -> None:
 
 def test_ist_transport_error() -> None:
     layer, invite, key = new_ist()
-    assert layer.transport_error(key) == [TransactionTerminated(key), TransportFailure(key)]
+    assert layer.transport_error(key) == [TransportFailure(key), TransactionTerminated(key)]
     layer, invite, key = new_ist()
     layer.send_response(key, reply(invite, 500), now=0.0)
-    assert layer.transport_error(key) == [TransactionTerminated(key), TransportFailure(key)]
+    assert layer.transport_error(key) == [TransportFailure(key), TransactionTerminated(key)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,8 +446,8 @@ def test_nist_timer_j_zero_on_reliable_and_transport_error() -> None:
     (event,) = layer.receive(request("INFO").to_bytes(), PEER, "UDP", now=0.0)
     assert isinstance(event, RequestReceived)
     assert layer.transport_error(event.key) == [
-        TransactionTerminated(event.key),
         TransportFailure(event.key),
+        TransactionTerminated(event.key),
     ]
 
 

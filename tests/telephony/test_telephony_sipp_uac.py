@@ -93,11 +93,12 @@ async def test_uac_3xx_redirect_is_acked_and_followed(tmp_path: Path) -> None:
         assert (call.hangup_reason, call.hangup_by) == (HangupReason.NORMAL, HangupBy.LOCAL)
 
 
-async def test_uac_3xx_to_a_host_name_is_not_followed_and_fails(tmp_path: Path) -> None:
+async def test_uac_3xx_to_a_host_name_that_does_not_resolve_fails(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         trunk = free_port()
         await h.add_trunk("sipp", trunk)
-        # No RFC 3263 resolution yet: a host-name Contact is not followed, the 302 decides.
+        # The Contact is followed (RFC 3263 §4), its name has no address (RFC 2606 .invalid):
+        # a transport failure of the new INVITE ends the call as failed.
         keys = {"redirect_user": "5559876", "redirect_host": "moved.invalid",
                 "redirect_port": "5060"}  # fmt: skip
         redirecting = await h.sipp("uac_redirect.xml", server=True, port=trunk, keys=keys)

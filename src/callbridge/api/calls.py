@@ -12,7 +12,10 @@ Errors (the JSON envelope): 401 as :mod:`callbridge.api.auth`; 415 for a body th
 404 ``FLOW_NOT_FOUND`` (no stored flows yet) and ``RESOURCE_NOT_FOUND`` for a destination
 callbridge cannot reach (unknown or unregistered extension, no trunk, an address type that is
 not routable yet); 503 when the SIP service is not running. Every destination is checked
-before any call is placed.
+before any call is placed. A ``sip`` destination's host may be an IP address or a host name
+(RFC 3261 ``hostname``); a name is resolved when the INVITE goes out (RFC 3263), so one that
+does not resolve is not an error of the request: the call is created ``dialing`` and ends
+``hangup`` with ``hangup_reason`` ``failed``.
 
 ``GET /v1.0/calls/{id}`` returns one call object (400 ``INVALID_ID`` for a malformed id, 404
 ``CALL_NOT_FOUND`` for a missing call or another workspace's).
@@ -89,7 +92,7 @@ async def create_calls(
     destinations = [d.to_domain() for d in body.destinations]
     for pos, destination in enumerate(destinations):
         try:
-            telephony.address_routes(destination)
+            telephony.address_routes(destination, host_names=True)
         except NoRoute as exc:
             raise ApiError(
                 404, f"destinations[{pos}]: {exc}", details=[_field(pos, "target", exc)]

@@ -14,10 +14,14 @@ from typing import Any
 from callbridge.calls.model import Call
 from callbridge.flows.model import NIL_UUID, Activeflow
 
+#: The nil UUID as text (``str(uuid)`` is Python code: computed once, not per event).
+_NIL = str(NIL_UUID)
+
 
 def format_ts(ts: datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat (C, no format-string parsing) with the "+00:00" of a UTC time spelt "Z".
+    return ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def utc_now_from(epoch_seconds: float) -> datetime:
@@ -26,7 +30,7 @@ def utc_now_from(epoch_seconds: float) -> datetime:
 
 
 def _uuid_or_nil(value: uuid.UUID | None) -> str:
-    return str(value or NIL_UUID)
+    return str(value) if value else _NIL
 
 
 def call_to_dict(call: Call) -> dict[str, Any]:
@@ -35,15 +39,15 @@ def call_to_dict(call: Call) -> dict[str, Any]:
         "id": str(call.id),
         "customer_id": str(call.workspace_id),
         "owner_type": "",
-        "owner_id": str(NIL_UUID),
+        "owner_id": _NIL,
         "flow_id": _uuid_or_nil(call.flow_id),
         "activeflow_id": _uuid_or_nil(call.activeflow_id),
         "type": "flow",
-        "master_call_id": str(NIL_UUID),
+        "master_call_id": _NIL,
         "chained_call_ids": [],
-        "recording_id": str(NIL_UUID),
+        "recording_id": _NIL,
         "recording_ids": [],
-        "groupcall_id": str(NIL_UUID),
+        "groupcall_id": _NIL,
         "source": call.source.to_dict(),
         "destination": call.destination.to_dict(),
         "status": call.status.value,

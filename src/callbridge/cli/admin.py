@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     trunk_cmd = trunk.add_subparsers(dest="admin_command", metavar="COMMAND", required=True)
     tadd = trunk_cmd.add_parser("add", help="Add a trunk (its host is trusted for inbound).")
     tadd.add_argument("name")
-    tadd.add_argument("--address", required=True, help="IP address of the trunk.")
+    tadd.add_argument("--address", required=True, help="IP address or host name of the trunk.")
     tadd.add_argument("--port", type=int, default=5060)
     tadd.add_argument("--transport", choices=TRANSPORTS, default="udp")
     tadd.add_argument("--username", default="", help="Digest user for calls out.")

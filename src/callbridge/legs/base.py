@@ -113,6 +113,15 @@ class Leg(abc.ABC):
         self._listener = listener
         self._source = source
 
+    def detach(self) -> None:
+        """Disconnect the leg from its call (after it ended): no listener, no source.
+
+        The listener and source usually reference the call that holds this leg; dropping
+        them breaks that reference cycle (decision 024). Idempotent.
+        """
+        self._listener = None
+        self._source = None
+
     @property
     def state(self) -> LegState:
         return self._state

@@ -207,6 +207,22 @@ class MediaGraph:
         self.inbound_frames = 0
         self.outbound_frames = 0
 
+    def set_state_callback(self, on_state: StateCallback | None) -> None:
+        """Where the leg's state changes go (the call service's handler)."""
+        self._on_state = on_state
+
+    def release(self) -> None:
+        """Drop every callback (state, DTMF, taps) once the call has ended.
+
+        The call service's callbacks reference the live call, which references this graph;
+        dropping them lets an ended call be freed by reference counting instead of waiting
+        for the cyclic garbage collector (decision 024). Idempotent.
+        """
+        self._on_state = None
+        self._dtmf_listeners.clear()
+        self._outbound_taps.clear()
+        self._inbound_taps.clear()
+
     # -- topology ----------------------------------------------------------------------------
     def add_consumer(
         self, name: str, *, kind: str | None = None, maxsize: int = DEFAULT_CONSUMER_FRAMES

@@ -39,6 +39,10 @@ _GRID_EPSILON: Final = 1e-6
 TickCallback = Callable[[int], None]
 
 
+def _no_tick(n: int) -> None:
+    """The callback of a released pacer."""
+
+
 def _grid_at_or_after(t: float) -> int:
     return math.ceil(t * GRID_PER_SECOND - _GRID_EPSILON)
 
@@ -179,6 +183,8 @@ class Pacer:
         """Frame 0 is due now; later frames every 20 ms. No-op while running."""
         if self._slot is not None:
             return
+        if self._on_tick is _no_tick:
+            raise RuntimeError(f"pacer {self.name!r} was released")
         ticker = self._ticker = ticker_for(self._clock)
         self._context = contextvars.copy_context()
         self._t0 = self._clock.monotonic()
@@ -189,6 +195,14 @@ class Pacer:
     async def stop(self) -> None:
         """No tick runs after this returns. Idempotent; :meth:`start` may run again."""
         self._halt()
+
+    def release(self) -> None:
+        """Stop for good and drop the callback and context (usually a bound method of the
+        pacer's owner, which holds the pacer: a reference cycle). Idempotent; a released
+        pacer must not be started again."""
+        self._halt()
+        self._on_tick = _no_tick
+        self._context = None
 
     def _halt(self) -> None:
         if self._slot is not None and self._ticker is not None:

@@ -139,7 +139,9 @@ class _Endpoint(asyncio.DatagramProtocol):
 
 
 def _bind_pair(pool: PortPool, host: str) -> tuple[int, socket.socket, socket.socket]:
-    last_error: OSError | None = None
+    # The last error's text only: a kept exception holds its traceback, whose frames hold
+    # this function's locals (the exception itself) and the caller's (the leg): a cycle.
+    last_error = ""
     failed: list[int] = []
     try:
         for _ in range(BIND_ATTEMPTS):
@@ -153,7 +155,7 @@ def _bind_pair(pool: PortPool, host: str) -> tuple[int, socket.socket, socket.so
                 rtp.close()
                 rtcp.close()
                 failed.append(port)
-                last_error = exc
+                last_error = str(exc)
                 continue
             rtp.setblocking(False)
             rtcp.setblocking(False)
@@ -306,6 +308,7 @@ class RtpLeg(Leg):
         self._dtmf_generation += 1
         self._dtmf_progress.set()
         self._set_state(LegState.ENDED, LegEnd(reason, by))
+        self._signalling = None  # it references this leg (decision 024)
 
     async def close(self) -> None:
         """Close both sockets and return the ports to the pool. Idempotent."""
@@ -322,6 +325,10 @@ class RtpLeg(Leg):
             self._rtcp_sock.close()
         for ep in self._endpoints:
             await ep.closed
+        # Each endpoint and the pacer reference this leg: drop them so a closed leg is freed
+        # by reference counting (decision 024).
+        self._endpoints = []
+        self._pacer.release()
         self._pool.release(self.port)
 
     # -- Leg ------------------------------------------------------------------------------------

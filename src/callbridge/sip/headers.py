@@ -5,10 +5,16 @@ comparison follows §19.1.4. Parsers take the *unfolded* header value (the messa
 already replaced CRLF+WSP by a space) and raise :class:`SipParseError` on anything the grammar
 does not allow. Values are kept in their escaped wire form so that serialising an unmodified
 object gives back the same text; comparison works on normalised escapes.
+
+The parsed values are immutable, so the parsers of the headers every message is read for
+(URI, name-addr, Via, CSeq) are memoised on the header text (:data:`PARSE_CACHE` entries
+each): one transaction reads its From, To, Via and CSeq many times, and a dialog's requests
+repeat the same values (decision 024).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
@@ -17,6 +23,9 @@ from dataclasses import dataclass, field, replace
 from callbridge.sip.errors import SipParseError
 
 Params = tuple[tuple[str, str | None], ...]
+
+#: Entries of each memoised header parser (bounded: header values are at most a line long).
+PARSE_CACHE = 1024
 
 # RFC 3261 §25.1 character classes.
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -35,10 +44,12 @@ _WS = " \t"
 
 def is_token(text: str) -> bool:
     """True when ``text`` is a non-empty RFC 3261 ``token``."""
-    return bool(text) and all(c in _TOKEN for c in text)
+    return bool(text) and _TOKEN.issuperset(text)
 
 
 def _check_chars(text: str, allowed: frozenset[str], what: str) -> None:
+    if allowed.issuperset(text) and "%" not in text:
+        return  # the common case, checked in C
     for i, char in enumerate(text):
         if char not in allowed:
             raise SipParseError(f"Bad {what}: character {char!r}")
@@ -87,6 +98,8 @@ def split_outside(text: str, sep: str) -> list[str]:
 
     A quoted string honours ``\\`` quoted-pairs. An unterminated quote raises.
     """
+    if '"' not in text and "<" not in text:
+        return text.split(sep)  # nothing to respect: the plain split is the same
     parts: list[str] = []
     current: list[str] = []
     in_quote = False
@@ -325,6 +338,7 @@ class SipUri:
 Uri = SipUri | AbsoluteUri
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_uri(text: str) -> Uri:
     """Parse a URI: a full :class:`SipUri` for sip/sips, an :class:`AbsoluteUri` otherwise."""
     scheme, colon, rest = text.partition(":")
@@ -482,6 +496,7 @@ class NameAddr:
             return None
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_name_addr(text: str) -> NameAddr:
     """Parse one name-addr or addr-spec with header parameters (RFC 3261 §25.1)."""
     text = text.strip(_WS)
@@ -593,6 +608,7 @@ class Via:
         return replace(self, params=set_param(self.params, name, value))
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_via(text: str) -> Via:
     """Parse one via-parm; ``SIP / 2.0 / UDP host`` with LWS around ``/`` is legal."""
     match = _VIA_RE.fullmatch(text.strip(_WS))
@@ -634,6 +650,7 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_cseq(text: str) -> CSeq:
     parts = text.split()
     if len(parts) != 2 or not parts[0].isdigit() or not is_token(parts[1]):

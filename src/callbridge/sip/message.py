@@ -12,6 +12,7 @@ round-trips unchanged. Unknown headers are kept verbatim and never interpreted.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -122,12 +123,19 @@ REASON_PHRASES = {
 }  # fmt: skip
 
 
+@functools.lru_cache(maxsize=256)
 def canonical_name(name: str) -> str:
     """The canonical spelling of a header name (compact forms expanded); unknown names as is."""
     lower = name.lower()
     if lower in COMPACT_FORMS:
         return COMPACT_FORMS[lower]
     return _CANONICAL.get(lower, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _lookup_key(name: str) -> str:
+    """The lower-cased canonical name :class:`Headers` compares with (memoised)."""
+    return canonical_name(name).lower()
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,7 @@ class Headers:
 
     @staticmethod
     def _key(name: str) -> str:
-        return canonical_name(name).lower()
+        return _lookup_key(name)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -402,7 +410,8 @@ def parse_message(
         exc.method = lines[0].split(" ", 1)[0] if exc.is_request else None
         raise
     try:
-        items = _parse_header_lines(lines[1:], limits)
+        if items is None:  # parse again for the error
+            items = _parse_header_lines(lines[1:], limits)
         headers = Headers(items)
         body = _frame_body(headers, rest, stream)
         message: Request | Response

@@ -330,9 +330,12 @@ class Transaction:
         raise NotImplementedError
 
     def transport_error(self) -> None:
+        queued = len(self.events)
         self._step(Input.TRANSPORT_ERROR)
         if self.state is State.TERMINATED:
-            self.events.append(TransportFailure(self.key))
+            # Ahead of the TransactionTerminated the step queued (as timeouts are): the TU
+            # must learn of the failure while it still knows the transaction (§17.1.4).
+            self.events.insert(queued, TransportFailure(self.key))
 
 
 class InviteClientTransaction(Transaction):

@@ -3,8 +3,9 @@
 It only moves bytes: :class:`SipTransport` owns a UDP endpoint and a TCP server on the SIP port
 (plus TCP client connections), hands every datagram / framed stream message to a callback and
 sends :class:`~callbridge.sip.transaction.Outgoing` items; :class:`SipStack` ties it to a
-sans-I/O :class:`~callbridge.sip.ua.UserAgent` and runs the timer task on the injected clock
-(sleep until ``ua.next_timer()``, then ``ua.handle_timer(now)``).
+sans-I/O :class:`~callbridge.sip.ua.UserAgent` and keeps one timer on the injected clock
+(``Clock.call_at``) at ``ua.next_timer()``, which runs ``ua.handle_timer(now)``; it is re-armed
+after every message only when the earliest deadline moved.
 
 * **Response routing** (§18.2.2 with ``rport``) is decided by the core
   (:func:`~callbridge.sip.transaction.response_destination`): stream responses go back on
@@ -19,6 +20,9 @@ sans-I/O :class:`~callbridge.sip.ua.UserAgent` and runs the timer task on the in
   answered with one CRLF (RFC 5626 §3.5.1).
 * **Limits**: datagrams and stream messages above ``Limits.max_message`` are dropped or close
   the connection; at most ``max_connections`` inbound TCP connections.
+* **Host names** (RFC 3263 §4, simplified; :mod:`callbridge.sip.resolver`): a UDP destination
+  that is a name is looked up with the loop's ``getaddrinfo`` before the datagram goes out (a
+  failure is a transport error for the core); TCP connects by name the same way.
 * **TLS later**: a connection is a ``(reader, writer)`` pair fed to the same framer; TLS is the
   same code with an ``ssl`` context on the server and the client side.
 """
@@ -30,10 +34,11 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from callbridge.media.clock import Clock
+from callbridge.media.clock import TIMER_SLACK, Clock, TimerHandle
 from callbridge.observability.logging import get_logger
 from callbridge.sip.errors import SipParseError
 from callbridge.sip.message import DEFAULT_LIMITS, KEEPALIVE, Limits, StreamFramer
+from callbridge.sip.resolver import ResolveError, SipResolver
 from callbridge.sip.transaction import Address, Outgoing
 from callbridge.sip.ua import UserAgent
 from callbridge.sip.ua_model import UaEvent
@@ -146,8 +151,12 @@ class SipTransport:
         self._server: asyncio.Server | None = None
         self._connections: dict[Address, _Connection] = {}
         self._pending: dict[Address, list[bytes]] = {}
+        #: Datagrams waiting for their destination's host name to be looked up.
+        self._resolving: dict[Address, list[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        #: Host names of destinations, looked up here and never on the loop (RFC 3263 §4).
+        self.resolver = SipResolver(clock)
 
     @property
     def connections(self) -> dict[Address, _Connection]:
@@ -225,8 +234,19 @@ class SipTransport:
     def send(self, item: Outgoing) -> None:
         data, destination, transport = item
         if transport == "UDP":
-            if self._udp is not None:
+            if self._udp is None:
+                return
+            if self.resolver.literal(destination[0]):
                 self._udp.sendto(data, destination)
+                return
+            # A host name (sendto would resolve it with a blocking call): looked up once for
+            # every datagram queued meanwhile, which then go out in order.
+            waiting = self._resolving.get(destination)
+            if waiting is not None:
+                waiting.append(data)
+                return
+            self._resolving[destination] = [data]
+            self._spawn(self._resolve_and_send(destination), "sip-resolve")
             return
         connection = self._connections.get(destination)
         if connection is not None:
@@ -238,6 +258,18 @@ class SipTransport:
             return
         self._pending[destination] = [data]
         self._spawn(self._connect(destination), f"sip-connect-{destination[0]}:{destination[1]}")
+
+    async def _resolve_and_send(self, destination: Address) -> None:
+        try:
+            address = await self.resolver.resolve(destination[0], destination[1], "UDP")
+        except ResolveError as exc:
+            self._resolving.pop(destination, None)
+            log.info("sip destination did not resolve", peer=destination, error=str(exc))
+            self.on_error(destination, "UDP")  # fails the client transactions sent there
+            return
+        for data in self._resolving.pop(destination, []):
+            if self._udp is not None:
+                self._udp.sendto(data, address)
 
     async def _connect(self, destination: Address) -> None:
         try:
@@ -267,7 +299,7 @@ class SipTransport:
 
 
 class SipStack:
-    """A :class:`UserAgent` on a :class:`SipTransport` with its timer task."""
+    """A :class:`UserAgent` on a :class:`SipTransport` with its one timer."""
 
     def __init__(
         self,
@@ -292,10 +324,10 @@ class SipStack:
             idle_timeout=64 * ua.timers.t1,
             in_use=in_use,
         )
-        self._wake = asyncio.Event()
-        #: The deadline the timer task sleeps until (``None``: no timer armed, or not asleep).
-        self._sleeping_until: float | None = None
-        self._timer_task: asyncio.Task[None] | None = None
+        #: The one loop timer armed for the UA's earliest deadline, and that deadline.
+        self._timer: TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._running = False
 
     @property
     def port(self) -> int:
@@ -303,14 +335,14 @@ class SipStack:
 
     async def start(self) -> None:
         await self.transport.start()
-        self._timer_task = asyncio.create_task(self._timers(), name="sip-timers")
+        self._running = True
+        self._rearm()
 
     async def close(self) -> None:
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer_task
-            self._timer_task = None
+        self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_at = None
         await self.transport.close()
 
     def run(self, action: Callable[[float], list[UaEvent] | None]) -> None:
@@ -323,43 +355,44 @@ class SipStack:
     def flush(self) -> None:
         for item in self.ua.outgoing():
             self.transport.send(item)
-        # Wake the timer task only when it must re-plan: an earlier deadline than the one it
-        # sleeps until (waking it costs two tasks; most messages do not move the deadline).
-        sleeping_until = self._sleeping_until
-        if sleeping_until is None:
-            self._wake.set()
-        else:
-            deadline = self.ua.next_timer()
-            if deadline is not None and deadline < sleeping_until:
-                self._wake.set()
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """Keep one loop timer at the UA's earliest deadline (moved only when it changes).
+
+        A loop timer rather than a sleeping task: re-planning costs a handle, not two tasks
+        and a wait per message (decision 024).
+        """
+        if not self._running:
+            return
+        deadline = self.ua.next_timer()
+        if deadline == self._timer_at and (deadline is None or self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = None if deadline is None else self.clock.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        deadline = self._timer_at
+        self._timer = self._timer_at = None
+        now = self.clock.monotonic()
+        if deadline is not None and now < deadline:
+            # Loop timers may fire up to the clock's slack early (uvloop's millisecond grid):
+            # within it the deadline counts as reached, beyond it the timer is re-armed.
+            if deadline - now > TIMER_SLACK:
+                self._rearm()
+                return
+            now = deadline
+        try:
+            self.run(lambda _now: self.ua.handle_timer(now))
+        except Exception:
+            log.exception("sip timer handling failed")
+        finally:
+            self._rearm()
 
     def _receive(self, data: bytes, source: Address, transport: str) -> None:
         self.run(lambda now: self.ua.receive(data, source, transport, now))
 
     def _error(self, destination: Address, transport: str) -> None:
         self.run(lambda now: self.ua.transport_error(destination, transport, now))
-
-    async def _timers(self) -> None:
-        while True:
-            self._wake.clear()
-            deadline = self.ua.next_timer()
-            if deadline is None:
-                await self._wake.wait()
-                continue
-            if deadline > self.clock.monotonic():
-                sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
-                waker = asyncio.ensure_future(self._wake.wait())
-                self._sleeping_until = deadline
-                try:
-                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    self._sleeping_until = None
-                    for task in (sleeper, waker):
-                        task.cancel()
-                    await asyncio.gather(sleeper, waker, return_exceptions=True)
-                if self.ua.next_timer() != deadline or deadline > self.clock.monotonic():
-                    continue
-            try:
-                self.run(self.ua.handle_timer)
-            except Exception:
-                log.exception("sip timer handling failed")

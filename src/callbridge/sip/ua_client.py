@@ -9,8 +9,9 @@
 * a 401/407 is answered **once** per challenge with digest credentials: the retry is a new
   INVITE transaction with CSeq + 1, the same Call-ID and From tag (the transaction layer ACKs
   the challenge itself);
-* a 3xx is followed once per new Contact (highest ``q`` first, IP hosts only, up to three
-  times), as a new INVITE transaction with CSeq + 1, the same Call-ID, From and To;
+* a 3xx is followed once per new Contact (highest ``q`` first, up to three times; a host
+  name is looked up by the shell, RFC 3263 §4), as a new INVITE transaction with CSeq + 1,
+  the same Call-ID, From and To;
 * CANCEL is sent only after a provisional response; asked earlier, it waits for one (or for
   the final response, which then decides);
 * the ACK for a 2xx is a new request sent stateless and re-sent for each retransmitted 2xx;
@@ -21,6 +22,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import TYPE_CHECKING, Protocol
 
 from callbridge.sip.auth import DigestClient
@@ -416,6 +418,22 @@ class UacEngine:
         return []  # a failed re-INVITE leaves the dialog as it was
 
 
+#: RFC 3261 §25.1 ``hostname``: labels of alphanumerics and inner hyphens, the last one
+#: starting with a letter (so ``999.1.1.1`` is neither a name nor an address).
+_HOSTNAME_RE = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?"
+)
+
+
+def _routable_host(host: str) -> bool:
+    """An IP address, or a host name the shell can look up (RFC 3263 §4)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return _HOSTNAME_RE.fullmatch(host) is not None
+    return True
+
+
 def _redirect_target(
     response: Response, transport: str, tried: set[str]
 ) -> tuple[SipUri, Address] | None:
@@ -432,12 +450,8 @@ def _redirect_target(
         if not isinstance(uri, SipUri) or uri.scheme != "sip" or str(uri) in tried:
             continue
         destination, uri_transport = uri_destination(uri, transport)
-        if uri_transport != transport:
+        if uri_transport != transport or not _routable_host(destination[0]):
             continue
-        try:
-            ipaddress.ip_address(destination[0])
-        except ValueError:
-            continue  # a host name: no RFC 3263 resolution yet
         try:
             q = float(contact.param("q") or "1")
         except ValueError:

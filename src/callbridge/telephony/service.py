@@ -33,7 +33,7 @@ from typing import Any
 
 from callbridge.calls.model import Address as PartyAddress
 from callbridge.calls.model import Direction, HangupBy, HangupReason
-from callbridge.calls.service import CallService, LiveCall
+from callbridge.calls.service import CallService, LiveCall, forget_traceback
 from callbridge.config import Settings
 from callbridge.flows.model import Action
 from callbridge.legs.base import LegState
@@ -47,6 +47,7 @@ from callbridge.sip.errors import NegotiationError, SipError
 from callbridge.sip.headers import SipUri, parse_uri
 from callbridge.sip.ids import SecretIdSource
 from callbridge.sip.registrar import LocationService, Registrar
+from callbridge.sip.resolver import ResolveError, is_ip_literal
 from callbridge.sip.sdp import Negotiated, SdpNegotiator
 from callbridge.sip.transaction import Address
 from callbridge.sip.transport import SipStack
@@ -92,6 +93,8 @@ class Directory:
         self.networks = [ipaddress.ip_network(cidr, strict=False) for cidr in trust]
         self.extensions: dict[str, Extension] = {}
         self.trunks: dict[str, Trunk] = {}
+        #: Addresses of trunks configured by host name (looked up on every refresh).
+        self.trunk_addresses: frozenset[str] = frozenset()
         self._passwords: dict[str, str] = {}  # mutated in place: the registrar holds it
 
     @property
@@ -104,6 +107,8 @@ class Directory:
         except ValueError:
             return False
         if any(address in network for network in self.networks):
+            return True
+        if host in self.trunk_addresses:
             return True
         return any(trunk.host == host for trunk in self.trunks.values())
 
@@ -150,6 +155,11 @@ class TelephonyService:
         self._stack: SipStack | None = None
         self._legs: dict[str, tuple[RtpLeg, SipCallLeg]] = {}
         self._ended_early: dict[str, CallEnded] = {}
+        #: Inbound SIP calls whose leg is being set up (their end is kept in _ended_early).
+        self._starting: set[str] = set()
+        #: The workspace of calls from trusted sources (the oldest one), read with the
+        #: directory instead of once per call (decision 024).
+        self._default_workspace: uuid.UUID | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
         #: Registrations of the trunks configured with ``register`` (started by start()).
@@ -170,6 +180,11 @@ class TelephonyService:
     @property
     def port(self) -> int:
         return self.stack.port
+
+    @property
+    def busy(self) -> bool:
+        """Whether any SIP call still has a leg, a task or a pending end here."""
+        return bool(self._legs or self._tasks or self._ended_early or self._starting)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -205,6 +220,9 @@ class TelephonyService:
         if stack.port != config.port:
             ua.config = dataclasses.replace(config, port=stack.port)
         self._ua, self._stack = ua, stack
+        self.directory.trunk_addresses = await self._trunk_addresses(
+            list(self.directory.trunks.values())
+        )
         self.trunk_registrations.sync(self.directory.trunks.values())
         self._refresher = asyncio.create_task(self._refresh_loop(), name="sip-directory")
         log.info("sip listening", host=self.host, port=stack.port, domain=settings.sip_domain)
@@ -230,15 +248,31 @@ class TelephonyService:
         trunks = await self.store.trunks.all_active()
         self.directory.update(extensions, trunks)
         if self._stack is not None:
+            self.directory.trunk_addresses = await self._trunk_addresses(trunks)
+        workspace = await self.store.workspaces.first()
+        self._default_workspace = workspace.id if workspace is not None else None
+        if self._stack is not None:
             self.trunk_registrations.sync(trunks)
+
+    async def _trunk_addresses(self, trunks: Sequence[Trunk]) -> frozenset[str]:
+        """The addresses of the trunks given by host name (a name that fails is skipped)."""
+        resolver = self.stack.transport.resolver
+        found: set[str] = set()
+        for trunk in trunks:
+            if not resolver.literal(trunk.host):
+                with contextlib.suppress(ResolveError):
+                    address, _ = await resolver.resolve(trunk.host, trunk.port, trunk.transport)
+                    found.add(address)
+        return frozenset(found)
 
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
             try:
                 await self.refresh()
-            except Exception:
+            except Exception as exc:
                 log.exception("sip directory refresh failed")
+                forget_traceback(exc)
 
     def _in_use(self, remote: Address) -> bool:
         now = self.clock.monotonic()
@@ -259,11 +293,12 @@ class TelephonyService:
     def _on_events(self, events: list[UaEvent]) -> None:
         for event in events:
             if isinstance(event, IncomingCall):
+                self._starting.add(event.call.id)
                 self._spawn(self._incoming(event.call), f"sip-in-{event.call.id}")
                 continue
             entry = self._legs.get(event.call.id)
             if entry is None:
-                if isinstance(event, CallEnded):
+                if isinstance(event, CallEnded) and event.call.id in self._starting:
                     self._ended_early[event.call.id] = event
                 continue
             leg, signalling = entry
@@ -327,13 +362,17 @@ class TelephonyService:
             if early is not None and leg.state is not LegState.ENDED:
                 await leg.ended(*hangup_reason(early))
             log.info("sip call in", call_id=str(live.id), sip_call=call.id, to=destination.target)
-        except Exception:
+        except Exception as exc:
             log.exception("inbound sip call failed", sip_call=call.id)
+            forget_traceback(exc)
             if not call.ended:
                 self.stack.run(lambda now: ua.reject(call, 500, now))
             if leg is not None and leg.state is LegState.IDLE:
                 self._legs.pop(call.id, None)
                 await leg.close()
+        finally:
+            self._starting.discard(call.id)
+            self._ended_early.pop(call.id, None)
 
     async def _parties(self, call: SipCall) -> tuple[uuid.UUID, PartyAddress, PartyAddress]:
         invite = call.invite
@@ -349,10 +388,12 @@ class TelephonyService:
             workspace_id = extension.workspace_id
             source = PartyAddress("extension", call.username, name=caller.display_name or "")
         else:
-            workspace = await self.store.workspaces.first()
-            if workspace is None:
-                raise LookupError("no workspace to receive the call")
-            workspace_id = workspace.id
+            if self._default_workspace is None:
+                workspace = await self.store.workspaces.first()
+                if workspace is None:
+                    raise LookupError("no workspace to receive the call")
+                self._default_workspace = workspace.id
+            workspace_id = self._default_workspace
             source = PartyAddress("tel" if caller_user.lstrip("+").isdigit() else "sip",
                                   caller_user, name=caller.display_name or "")  # fmt: skip
         kind = "extension" if dialled in self.directory.extensions else "tel"
@@ -404,12 +445,16 @@ class TelephonyService:
         call = found[0]
         self.stack.run(lambda now: self.ua.hold(call, hold, now))
 
-    def address_routes(self, address: PartyAddress) -> list[DialTarget]:
+    def address_routes(
+        self, address: PartyAddress, *, host_names: bool = False
+    ) -> list[DialTarget]:
         """Where a platform API destination (spec §5) goes, or :class:`NoRoute`.
 
         ``extension``: every live binding of the extension (``target_name``, else ``target``);
-        ``tel``: the first trunk; ``sip``: the URI ``user@host[:port]`` itself (an IP literal:
-        no DNS yet). Other address types are not routable in this release.
+        ``tel``: the first trunk; ``sip``: the URI ``user@host[:port]`` itself. Its host must
+        be an IP address unless ``host_names`` (then it is resolved when the INVITE is sent,
+        RFC 3263 §4; :meth:`dial` allows names, the calls API still checks with the default).
+        Other address types are not routable in this release.
         """
         kind = address.type
         if kind == "extension":
@@ -434,12 +479,9 @@ class TelephonyService:
                 raise ValueError(f"sip target {address.target!r}: {exc}") from None
             if not isinstance(uri, SipUri) or not uri.user:
                 raise ValueError(f"sip target {address.target!r}: expected user@host")
-            try:
-                ipaddress.ip_address(uri.host.strip("[]"))
-            except ValueError:
-                raise ValueError(
-                    f"sip target {address.target!r}: the host must be an IP address"
-                ) from None
+            if not host_names and not is_ip_literal(uri.host):
+                raise ValueError(f"sip target {address.target!r}: the host must be an IP address")
+            # A host name is looked up by the transport when the INVITE goes out (RFC 3263).
             destination, transport = uri_destination(uri, "UDP")
             return [DialTarget(str(uri), destination, transport)]
         raise NoRoute(f"destination type {kind!r} is not routable")
@@ -461,7 +503,7 @@ class TelephonyService:
         ``destination`` address goes through :meth:`address_routes` instead.
         """
         if destination is not None:
-            targets = self.address_routes(destination)
+            targets = self.address_routes(destination, host_names=True)
         else:
             targets = self.routes(to, trunk)
             kind = "extension" if to in self.directory.extensions else "tel"
