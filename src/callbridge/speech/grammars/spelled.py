@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
+from collections.abc import Callable
 from typing import Final
 
 from callbridge.speech.grammars.base import (
@@ -91,6 +93,46 @@ SPELLING_VOCABULARY: Final = (*_DIGIT_VOCABULARY, *"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
 _LETTERS: Final = " | ".join("abcdefghijklmnopqrstuvwxyz")
 #: Longest regex accepted in a URI parameter.
 _MAX_REGEX: Final = 512
+
+
+#: Symbols whose spoken names telephone-band ASR confuses (letter names of the E-set, "eight"
+#: and "A", "four" and "R", ...; decisions 043 and 046). A spelled code that fails its regex
+#: is repaired by swapping symbols within one of these groups.
+CONFUSABLE: Final = ("a8jk", "bcdegptvz", "mn", "fsx", "r4", "iy", "o0", "qu")
+_CONFUSED: Final = {c: group.replace(c, "") for group in CONFUSABLE for c in group}
+_SPOKEN_DIGITS: Final = tuple(w for w in _DIGIT_WORDS.split(" | ") if w != "oh")
+#: Most repairs proposed for one reading (each costs about a short decode to score).
+MAX_REPAIRS: Final = 12
+
+
+def spell(code: str) -> str:
+    """A code written the way Whisper writes it after :data:`SPELLING_PROMPT` ("kw896" ->
+    "K, W, eight, nine, six.")."""
+    return ", ".join(_SPOKEN_DIGITS[int(c)] if c.isdigit() else c.upper() for c in code) + "."
+
+
+def confusion_repairs(
+    code: str, accepts: Callable[[str], bool], limit: int = MAX_REPAIRS
+) -> list[str]:
+    """Codes ``accepts`` takes that differ from ``code`` by swapping confusable symbols: all
+    single swaps first, then pairs, at most ``limit`` (in position order)."""
+    found: list[str] = []
+    singles = [(i, alt) for i, c in enumerate(code) for alt in _CONFUSED.get(c, "")]
+    for i, alt in singles:
+        candidate = code[:i] + alt + code[i + 1 :]
+        if accepts(candidate):
+            found.append(candidate)
+    if not found:
+        for (i, a), (j, b) in itertools.combinations(singles, 2):
+            if i == j:
+                continue
+            chars = list(code)
+            chars[i], chars[j] = a, b
+            if accepts("".join(chars)):
+                found.append("".join(chars))
+            if len(found) >= limit:
+                break
+    return found[:limit]
 
 
 def _compile(regex: str | None) -> re.Pattern[str] | None:
@@ -227,6 +269,20 @@ class MixedSpellingGrammar(Grammar):
             if self.regex.fullmatch(alt):
                 return self.result(MatchKind.FULL, alt, conf * 0.9, transcript)
         return self.result(MatchKind.PARTIAL, code, conf * 0.5, transcript)
+
+    def repairs(self, transcript: str, language: str = "en-US") -> tuple[str, ...]:
+        """With a ``regex``: a partial reading's code with confusable symbols swapped so that
+        the regex accepts it (:func:`confusion_repairs`), spelled as Whisper writes codes."""
+        reading = self.interpret(transcript, language)
+        regex = self.regex
+        if (
+            regex is None
+            or reading.kind is not MatchKind.PARTIAL
+            or not isinstance(reading.value, str)
+        ):
+            return ()
+        fixes = confusion_repairs(reading.value, lambda c: regex.fullmatch(c) is not None)
+        return tuple(spell(code) for code in fixes)
 
     def constraint(self, language: str = "en-US") -> EngineConstraint:
         self.check_language(language)
