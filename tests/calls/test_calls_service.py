@@ -148,7 +148,7 @@ async def test_caller_hangs_up_during_sleep(
     live = await start(service, wid, leg, acts("answer", ("sleep", {"duration": 60000})))
     await until(lambda: not live.is_live, 5.0)
     assert live.flow_task is not None
-    await until(lambda: live.flow_task.done(), 1.0)  # type: ignore[union-attr]
+    await until(lambda: live.flow_task.done(), 10.0)  # type: ignore[union-attr]
     stored = await store.calls.get(wid, live.id)
     assert stored is not None
     assert (stored.hangup_reason, stored.hangup_by) == (HangupReason.NORMAL, HangupBy.REMOTE)

@@ -239,14 +239,16 @@ async def test_dtmf_one_way_is_received_as_exactly_those_digits(pair: Pair) -> N
 async def test_rtcp_reports_both_ways_and_bye_on_hangup(pair: Pair) -> None:
     await asyncio.sleep(0.8)
     assert pair.b.rtcp_received >= 1 and pair.a.rtcp_received >= 1
-    assert pair.a.stats.rtt is not None and 0 <= pair.a.stats.rtt < 0.1
+    # Loopback: milliseconds; a second allows for a CI machine stalled by other work, and still
+    # catches unit errors of the LSR/DLSR arithmetic (1/65536 s units).
+    assert pair.a.stats.rtt is not None and 0 <= pair.a.stats.rtt < 1.0
     assert pair.a.stats.remote_loss_ratio == 0.0
     available = pair.pool.available
     await pair.a.hangup()
     assert pair.a.state is LegState.ENDED
     assert pair.rec_a.states[-1] == (LegState.ENDED, LegEnd(HangupReason.NORMAL, HangupBy.LOCAL))
     assert pair.pool.available == available + 1  # the port pair went back to the pool
-    for _ in range(50):
+    for _ in range(500):
         if pair.b.bye_received:
             break
         await asyncio.sleep(0.01)

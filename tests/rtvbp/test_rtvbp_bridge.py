@@ -121,16 +121,36 @@ async def test_echo_through_the_bridge(rt_service: CallService, echo_server: Han
     )
     lag = int(np.argmax(corr))
     assert lag % 160 == 0 and lag <= 5 * 160, f"bridge delay {lag / 8} ms"
-    played = heard[lag : lag + len(sent)]
-    n = min(len(played), len(sent))
-    assert n >= len(sent) - 10 * 160  # all of it, except what the hangup cut off
     # Frames the caller spoke before the bridge was up (while dialing the handler) are not
     # bridged: the caller hears silence there, then exactly its own audio.
     skip = 0
-    while not played[skip * 160 : (skip + 1) * 160].any():
+    while not heard[lag + skip * 160 : lag + (skip + 1) * 160].any():
         skip += 1
     assert skip <= 10
-    np.testing.assert_array_equal(played[skip * 160 : n], sent[skip * 160 : n])
+    # A stall of the machine (CI shares 2 cores) can leave the playout queue dry for a tick:
+    # the caller then hears padding and the rest a frame later. Every sample must still
+    # arrive unaltered and in order, with at most a few such gaps (the signal carries noise,
+    # so it never holds 16 zero samples in a row).
+    tail, gaps = drop_zero_runs(heard[lag + skip * 160 :], min_run=16)
+    assert gaps <= 3, f"{gaps} playout gaps"
+    expected = sent[skip * 160 :]
+    n = min(len(tail), len(expected))
+    assert n >= len(expected) - 10 * 160  # all of it, except what the hangup cut off
+    np.testing.assert_array_equal(tail[:n], expected[:n])
+
+
+def drop_zero_runs(samples: np.ndarray, *, min_run: int) -> tuple[np.ndarray, int]:
+    """``samples`` without its runs of at least ``min_run`` zeros, and how many there were."""
+    zero = np.concatenate(([False], samples == 0, [False]))
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]
+    keep = np.ones(len(samples), dtype=bool)
+    gaps = 0
+    for start, end in zip(starts, ends, strict=True):
+        if end - start >= min_run:
+            keep[start:end] = False
+            gaps += 1
+    return samples[keep], gaps
 
 
 class BargeHandler(RtvbpHandler):

@@ -17,9 +17,10 @@ half the number space) to the highest value seen, so ``65535 → 0`` and ``2**32
 continue the stream instead of jumping.
 
 Ordering and loss. Frames are played in timestamp order. A packet whose sequence number was
-already seen is a *duplicate*; one whose audio lies entirely before the playout point is
-*late*; both are counted and dropped. A slot that is empty when its turn comes is *lost* if
-later audio is buffered (a hole), or an *underrun* if the buffer ran dry. Either way the last
+already seen (within the last ``_SEEN_WINDOW`` sequence numbers) is a *duplicate*; one whose
+audio lies entirely before the playout point is *late*; both are counted and dropped. A slot
+that is empty when its turn comes is *lost* if later audio is buffered (a hole), or an
+*underrun* if the buffer ran dry. Either way the last
 frame is repeated once at -6 dB (``"concealed"``), then silence follows (``"silence"``);
 repeating longer turns a loss into an audible buzz. After an underrun the buffer *rebuffers*:
 playback resumes when the target depth is buffered again, from the earliest buffered audio.
@@ -43,7 +44,6 @@ cumulative counters.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
@@ -76,6 +76,9 @@ DROP_LEVEL_DBFS: Final = -40.0
 LATE_RESYNC_PACKETS: Final = 25
 #: Sequence numbers remembered for duplicate detection.
 _SEEN_WINDOW: Final = 512
+#: A value no extended sequence number takes (they stay within ±2**47 of the first).
+_NEVER_SEEN: Final = -(1 << 62)
+_HALF_SEQ: Final = _SEQ_MOD // 2
 #: Peak amplitude below which a frame counts as quiet (DROP_LEVEL_DBFS of full scale).
 _QUIET_PEAK: Final = int(32768 * 10 ** (DROP_LEVEL_DBFS / 20))
 
@@ -148,11 +151,13 @@ class JitterBuffer:
         self._base_ts = 0
         self._max_ext_ts: int | None = None
         self._max_ext_seq: int | None = None
-        self._seen: set[int] = set()
-        self._seen_order: deque[int] = deque()
+        # Ring of the extended sequence numbers seen, indexed by ``ext_seq % _SEEN_WINDOW``:
+        # one list lookup per packet tells a duplicate (a set plus an eviction queue cost
+        # three container operations).
+        self._seen: list[int] = [_NEVER_SEEN] * _SEEN_WINDOW
         self._jitter = 0.0  # RFC 3550 J, in timestamp units
         self._last_transit: float | None = None
-        self._target = self._min_frames
+        self._set_target(self._min_frames)
         self._stable = 0
         self._consecutive_late = 0
         self._last_audio: bytes | None = None
@@ -162,14 +167,10 @@ class JitterBuffer:
 
     def push(self, seq: int, timestamp: int, pcm: bytes, *, ssrc: int, arrival: float) -> None:
         """Accept one packet (see the class contract)."""
-        if not 0 <= seq < _SEQ_MOD:
-            raise ValueError(f"seq must be in [0, 65536), got {seq}")
-        if not 0 <= timestamp < _TS_MOD:
-            raise ValueError(f"timestamp must be in [0, 2**32), got {timestamp}")
-        if not 0 <= ssrc < _SSRC_MOD:
-            raise ValueError(f"ssrc must be in [0, 2**32), got {ssrc}")
-        if len(pcm) % BYTES_PER_SAMPLE:
-            raise ValueError(f"payload must hold whole PCM16 samples, got {len(pcm)} bytes")
+        # One test for the usual valid packet (negative numbers shift to non-zero too); the
+        # precise message comes from _reject.
+        if (seq >> 16) | (timestamp >> 32) | (ssrc >> 32) | (len(pcm) & 1):
+            self._reject(seq, timestamp, ssrc, pcm)
         if ssrc != self._ssrc:
             if self._ssrc is not None:
                 self._resets += 1
@@ -178,11 +179,23 @@ class JitterBuffer:
             self._ssrc = ssrc
         self._received += 1
 
-        ext_seq = self._extend_seq(seq)
-        if ext_seq in self._seen:
+        # Sequence extension (RFC 3550 §A.1), inline: this runs for every packet.
+        top = self._max_ext_seq
+        if top is None:
+            ext_seq = self._max_ext_seq = seq
+        else:
+            delta = (seq - top) % _SEQ_MOD
+            if delta >= _HALF_SEQ:
+                delta -= _SEQ_MOD
+            ext_seq = top + delta
+            if delta > 0:
+                self._max_ext_seq = ext_seq
+        seen = self._seen
+        index = ext_seq % _SEEN_WINDOW
+        if seen[index] == ext_seq:
             self._duplicate += 1
             return
-        self._remember(ext_seq)
+        seen[index] = ext_seq
         ext_ts = self._extend_ts(timestamp)
         self._update_jitter(ext_ts, arrival)
         if not pcm:
@@ -215,6 +228,16 @@ class JitterBuffer:
         if was_empty or last > self._max_slot:
             self._max_slot = last
 
+    @staticmethod
+    def _reject(seq: int, timestamp: int, ssrc: int, pcm: bytes) -> None:
+        if not 0 <= seq < _SEQ_MOD:
+            raise ValueError(f"seq must be in [0, 65536), got {seq}")
+        if not 0 <= timestamp < _TS_MOD:
+            raise ValueError(f"timestamp must be in [0, 2**32), got {timestamp}")
+        if not 0 <= ssrc < _SSRC_MOD:
+            raise ValueError(f"ssrc must be in [0, 2**32), got {ssrc}")
+        raise ValueError(f"payload must hold whole PCM16 samples, got {len(pcm)} bytes")
+
     def _place(self, rel: int, pcm: bytes, first: int, last: int, floor: int | None) -> None:
         """Cut a payload that is not exactly one aligned frame onto the slot grid."""
         slots = self._slots
@@ -232,19 +255,6 @@ class JitterBuffer:
             n = (hi - lo) * BYTES_PER_SAMPLE
             buf[dst : dst + n] = pcm[src : src + n]
 
-    def _extend_seq(self, seq: int) -> int:
-        top = self._max_ext_seq
-        if top is None:
-            self._max_ext_seq = seq
-            return seq
-        delta = (seq - top) % _SEQ_MOD
-        if delta >= _SEQ_MOD // 2:
-            delta -= _SEQ_MOD
-        ext = top + delta
-        if ext > top:
-            self._max_ext_seq = ext
-        return ext
-
     def _extend_ts(self, ts: int) -> int:
         top = self._max_ext_ts
         if top is None:
@@ -259,12 +269,6 @@ class JitterBuffer:
             self._max_ext_ts = ext
         return ext
 
-    def _remember(self, ext_seq: int) -> None:
-        self._seen.add(ext_seq)
-        self._seen_order.append(ext_seq)
-        if len(self._seen_order) > _SEEN_WINDOW:
-            self._seen.discard(self._seen_order.popleft())
-
     def _update_jitter(self, ext_ts: int, arrival: float) -> None:
         # RFC 3550 §A.8: transit = arrival (in timestamp units) - RTP timestamp.
         transit = arrival * SAMPLE_RATE - ext_ts
@@ -272,8 +276,11 @@ class JitterBuffer:
         self._last_transit = transit
         if last is None:
             return
-        self._jitter += (abs(transit - last) - self._jitter) * _JITTER_GAIN
-        self._grow(self._desired_frames())
+        jitter = self._jitter = self._jitter + (abs(transit - last) - self._jitter) * _JITTER_GAIN
+        # Grow at once when the estimate asks for more depth (the common case asks for less:
+        # one comparison, no call).
+        if jitter > self._grow_above:
+            self._grow(self._desired_frames())
 
     def _desired_frames(self) -> int:
         jitter_ms = self._jitter * 1000.0 / SAMPLE_RATE
@@ -282,8 +289,17 @@ class JitterBuffer:
     def _grow(self, frames: int) -> None:
         frames = min(max(frames, self._min_frames), self._max_frames)
         if frames > self._target:
-            self._target = frames
+            self._set_target(frames)
             self._stable = 0
+
+    def _set_target(self, frames: int) -> None:
+        self._target = frames
+        # The jitter (timestamp units) at or below which _desired_frames() <= frames:
+        # JITTER_MULTIPLIER * J(ms) <= frames * FRAME_MS. A hair lower than exact, so float
+        # rounding can only cause a needless _grow call, never a missed one.
+        self._grow_above = (
+            frames * FRAME_MS / JITTER_MULTIPLIER * SAMPLE_RATE / 1000.0 * (1.0 - 1e-9)
+        )
 
     # -- output --------------------------------------------------------------------------
 
@@ -312,7 +328,7 @@ class JitterBuffer:
             if self._stable >= SHRINK_AFTER_FRAMES:
                 self._stable = 0
                 if self._desired_frames() < self._target and self._target > self._min_frames:
-                    self._target -= 1
+                    self._set_target(self._target - 1)
             return JitterOutput(pcm, "audio")
         self._stable = 0
         if slots:

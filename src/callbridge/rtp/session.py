@@ -67,8 +67,6 @@ from callbridge.rtp.packet import (
     pack_rtp,
     parse_rtcp,
     parse_rtp,
-    seq_diff,
-    ts_diff,
 )
 
 __all__ = [
@@ -101,6 +99,8 @@ _SILENCE_PCM: Final = bytes(FRAME_BYTES)
 #: First octet of an RTP packet without padding, extension or CSRCs (version 2).
 _PLAIN_FIRST_OCTET: Final = 0x80
 _FIXED_HEADER: Final = struct.Struct("!BBHII")
+_HALF_SEQ: Final = SEQ_MOD // 2
+_HALF_TS: Final = TS_MOD // 2
 #: Outbound audio the session queues itself (when the caller passes no frame), in frames.
 MAX_QUEUED_FRAMES: Final = 60 * 50
 #: Largest datagram accepted (an Ethernet MTU; 60 ms of G.711 is 492 bytes).
@@ -256,8 +256,8 @@ class _SourceStats:
     last_sr_wall: float = 0.0
 
     def update_seq(self, seq: int) -> None:
-        delta = seq_diff(seq, self.max_seq)
-        if delta > 0:
+        # seq_diff(seq, max_seq) > 0, inline (runs for every packet).
+        if 0 < (seq - self.max_seq) % SEQ_MOD < _HALF_SEQ:
             if seq < self.max_seq:
                 self.cycles += SEQ_MOD
             self.max_seq = seq
@@ -276,7 +276,11 @@ class _SourceStats:
 
     def update_jitter(self, timestamp: int, arrival: float) -> None:
         if self.last_arrival is not None:
-            d = (arrival - self.last_arrival) * SAMPLE_RATE - ts_diff(timestamp, self.last_ts)
+            # ts_diff(timestamp, last_ts), inline (runs for every packet).
+            step = (timestamp - self.last_ts) % TS_MOD
+            if step >= _HALF_TS:
+                step -= TS_MOD
+            d = (arrival - self.last_arrival) * SAMPLE_RATE - step
             self.jitter += (abs(d) - self.jitter) / 16
         self.last_arrival = arrival
         self.last_ts = timestamp
@@ -341,6 +345,7 @@ class RtpSession:
         self.cname = cname
         self.direction = MediaDirection.SENDRECV
         self._receives = True  # self.direction.receives, read for every packet
+        self._sends = True  # self.direction.sends, read for every frame
         self._remote: Address | None = None
         self._send_to: Address | None = None
         self._signalling_host: str | None = None
@@ -400,6 +405,7 @@ class RtpSession:
             self._send.marker_next = True
         self.direction = direction
         self._receives = direction.receives
+        self._sends = direction.sends
 
     # -- sending ------------------------------------------------------------------------------
     def enqueue(self, pcm: bytes) -> None:
@@ -422,7 +428,7 @@ class RtpSession:
 
     @property
     def sending(self) -> bool:
-        return self.direction.sends and self._send_to is not None
+        return self._sends and self._send_to is not None
 
     def send_dtmf(self, digits: str, *, duration_ms: int = 100, interval_ms: int = 100) -> int:
         """Queue RFC 4733 key presses; returns a ticket for :meth:`dtmf_done`."""
@@ -452,7 +458,7 @@ class RtpSession:
             pcm = send.queue.popleft() if send.queue else _SILENCE_PCM
         elif len(pcm) != FRAME_BYTES:
             raise ValueError(f"an outbound frame is {FRAME_BYTES} bytes, got {len(pcm)}")
-        if not self.sending:
+        if not self._sends or self._send_to is None:  # not self.sending, inline
             send.marker_next = True
             return None
         send.last_ts = ts
