@@ -108,27 +108,22 @@ class LegSignalling(Protocol):
     async def hangup(self, leg: RtpLeg, reason: HangupReason) -> None: ...
 
 
+def _address(addr: tuple[str | object, ...]) -> Address:
+    """The (host, port) of a datagram's source, as RtpSession compares it."""
+    if len(addr) == 2 and type(addr[0]) is str and type(addr[1]) is int:
+        return addr  # type: ignore[return-value]  # IPv4: already (str, int), no new tuple
+    return (str(addr[0]), int(str(addr[1])))  # IPv6 (host, port, flow, scope) and oddities
+
+
 class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, leg: RtpLeg, rtcp: bool) -> None:
+    """The RTCP socket's protocol (and the base of the RTP one)."""
+
+    def __init__(self, leg: RtpLeg) -> None:
         self._leg = leg
-        self._rtcp = rtcp
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        host, port = addr[0], addr[1]
-        # IPv4/IPv6 addresses arrive as (str, int, ...): only convert anything else.
-        if type(host) is str and type(port) is int:
-            source: Address = (host, port)
-        else:
-            source = (str(host), int(str(port)))
-        if self._rtcp:
-            self._leg._on_rtcp(data, source)
-        else:
-            self._leg._on_rtp(data, source)
-            # Let due ticks (of every leg) run between datagrams, not after the whole burst.
-            ticker = self._leg._pacer.ticker
-            if ticker is not None:
-                ticker.poll()
+        self._leg._on_rtcp(data, _address(addr))
 
     def error_received(self, exc: Exception) -> None:
         self._leg.send_errors += 1  # e.g. ICMP port unreachable from a peer that went away
@@ -136,6 +131,18 @@ class _Endpoint(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+class _RtpEndpoint(_Endpoint):
+    """The RTP socket's protocol: 50 datagrams a second per call."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        leg = self._leg
+        leg._on_rtp(data, _address(addr))
+        # Let due ticks (of every leg) run between datagrams, not after the whole burst.
+        ticker = leg._pacer.ticker
+        if ticker is not None:
+            ticker.poll()
 
 
 def _bind_pair(pool: PortPool, host: str) -> tuple[int, socket.socket, socket.socket]:
@@ -238,8 +245,8 @@ class RtpLeg(Leg):
         if self._rtp is not None or self._closed:
             return
         loop = asyncio.get_running_loop()
-        rtp_ep = _Endpoint(self, rtcp=False)
-        rtcp_ep = _Endpoint(self, rtcp=True)
+        rtp_ep = _RtpEndpoint(self)
+        rtcp_ep = _Endpoint(self)
         self._endpoints = [rtp_ep, rtcp_ep]
         self._rtp, _ = await loop.create_datagram_endpoint(lambda: rtp_ep, sock=self._rtp_sock)
         self._rtcp, _ = await loop.create_datagram_endpoint(lambda: rtcp_ep, sock=self._rtcp_sock)
