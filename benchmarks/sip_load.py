@@ -8,8 +8,11 @@ the flow ``answer`` + ``echo``; sipp (the load generator) and an RTP sink run on
    every call must succeed (sipp's exit code).
 2. **Simultaneous echo calls**: sipp opens ``--concurrent`` calls that stay up for ``--hold``
    seconds, with SDP pointing every call's media at one UDP sink (a separate process). The
-   sink echoes each packet back to callbridge (new SSRC), so every call carries 50 packets/s
-   each way through callbridge's jitter buffer, echo flow and clocked sender. The sink takes
+   sink answers each packet with one of its own (same sequence number and timestamp, new
+   SSRC) carrying a frame of speech-like audio — not the packet's own payload, which would be
+   the silence callbridge starts with, echoed forever — so every call carries 50 packets/s of
+   real G.711 audio each way through callbridge's decoder, jitter buffer, echo flow, encoder
+   and clocked sender. The sink takes
    the **kernel receive timestamp** (``SO_TIMESTAMPNS``) of every packet callbridge sent
    during the steady window; per stream, ``deviation = arrival − 20 ms × frame index`` minus
    its minimum is the send jitter; a packet more than one frame (20 ms) behind is **late**, a
@@ -175,8 +178,28 @@ def cpu_seconds(pid: int) -> float:
 # -- the sink (a separate process: python sip_load.py --sink PORT START END OUT) ---------------
 
 
+def speech_payloads() -> dict[int, list[bytes]]:
+    """One second of speech-like audio (syllable bursts, varying pitch, a little noise) as
+    50 G.711 payloads per payload type (0 PCMU, 8 PCMA)."""
+    import numpy as np
+
+    from callbridge.media.g711 import alaw_encode, ulaw_encode
+
+    rng = np.random.default_rng(7)
+    t = np.arange(8000) / 8000
+    pitch = 140 + 60 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / 8000
+    voice = np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)
+    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
+    pcm = np.clip(6000 * voice * envelope + rng.normal(0, 200, t.size), -32768, 32767)
+    frames = [pcm[i : i + 160].astype("<i2").tobytes() for i in range(0, 8000, 160)]
+    return {0: [ulaw_encode(f) for f in frames], 8: [alaw_encode(f) for f in frames]}
+
+
 def run_sink(port: int, start: float, end: float, out: Path, stop_at: float) -> None:
-    """Echo every RTP packet back (new SSRC); record kernel arrival times in [start, end]."""
+    """Answer every RTP packet with speech (new SSRC); record kernel arrival times in
+    [start, end]."""
+    voice = speech_payloads()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -191,7 +214,12 @@ def run_sink(port: int, start: float, end: float, out: Path, stop_at: float) -> 
             continue
         if len(data) < 12:
             continue
-        sock.sendto(data[:8] + ssrc + data[12:], source)
+        frames = voice.get(data[1] & 0x7F)
+        if frames is not None and data[0] == 0x80 and len(data) == 172:  # 20 ms of G.711
+            payload = frames[int.from_bytes(data[2:4], "big") % len(frames)]
+        else:
+            payload = data[12:]  # telephone-event, or anything unexpected: echoed as is
+        sock.sendto(data[:8] + ssrc + payload, source)
         stamp = time.time()
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
