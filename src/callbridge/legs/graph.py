@@ -324,7 +324,14 @@ class MediaGraph:
         for consumer in self._consumers:
             consumer.offer(frame)
         if self._inbound_taps:
-            self._run_taps(self._inbound_taps, frame)
+            if len(self._inbound_taps) == 1:  # the usual single tap (echo, a bridge): no copy
+                tap = self._inbound_taps[0]
+                try:
+                    tap(frame)
+                except Exception:
+                    self._tap_failed(self._inbound_taps, tap)
+            else:
+                self._run_taps(self._inbound_taps, frame)
 
     def on_leg_dtmf(self, event: DtmfEvent) -> None:
         for callback in list(self._dtmf_listeners):
@@ -361,11 +368,17 @@ class MediaGraph:
             return SILENCE_FRAME
         return mix(frames)
 
-    @staticmethod
-    def _run_taps(taps: list[Callable[[bytes], None]], frame: bytes) -> None:
-        for tap in list(taps):
+    @classmethod
+    def _run_taps(cls, taps: list[Callable[[bytes], None]], frame: bytes) -> None:
+        for tap in list(taps):  # a copy: a tap may remove itself (or another) while it runs
             try:
                 tap(frame)
-            except Exception:  # a faulty observer must never stop the call's audio
-                log.exception("media tap failed and was removed")
-                taps.remove(tap)
+            except Exception:
+                cls._tap_failed(taps, tap)
+
+    @staticmethod
+    def _tap_failed(taps: list[Callable[[bytes], None]], tap: Callable[[bytes], None]) -> None:
+        # A faulty observer must never stop the call's audio: it is removed, the frame goes on.
+        log.exception("media tap failed and was removed")
+        if tap in taps:
+            taps.remove(tap)

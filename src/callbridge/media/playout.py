@@ -176,7 +176,14 @@ class PlayoutBuffer:
         """Emit the next frame (see the class contract)."""
         queued = self._queued
         if queued >= FRAME_BYTES:
-            pcm = self._take(FRAME_BYTES)
+            head = self._chunks[0]
+            if self._offset == 0 and len(head) == FRAME_BYTES:
+                # A producer that queues whole frames (echo, a bridge): hand the chunk over.
+                self._chunks.popleft()
+                self._queued = queued - FRAME_BYTES
+                pcm = head
+            else:
+                pcm = self._take(FRAME_BYTES)
             audio = FRAME_BYTES
             underrun = False
         elif queued:
