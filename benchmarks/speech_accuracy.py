@@ -11,8 +11,10 @@ Builds (once, cached) the corpus of :mod:`benchmarks.speech.corpus` and measures
 
   - *grammar engine* (production default, decisions 040, 043): PocketSphinx constrained by
     the grammar's JSGF, fused with the Whisper transcript of the grammar's hints (the
-    cross-check rejection layer); grammars without a JSGF form (date, address) and spelled
-    codes are Whisper + interpreter;
+    cross-check rejection layer); grammars without a JSGF form (date, address) are Whisper +
+    interpreter; spelled codes are Whisper + interpreter with PocketSphinx re-choosing the
+    symbols Whisper confuses (letter A / "eight", decision 047; ``--no-code-check`` turns it
+    off);
   - *Whisper*: the Whisper recognizer in grammar mode (the grammar's hot words and prompt)
     + interpreter; the grammar engine cross-checks against an identical decode (Whisper
     decodes are deterministic).
@@ -45,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from text_to_num import alpha2digit
 
 from callbridge.speech.asr.base import DecodeResult
-from callbridge.speech.asr.sphinx import WHISPER_GRAMMARS, SphinxRecognizer
+from callbridge.speech.asr.sphinx import SphinxRecognizer
 from callbridge.speech.asr.whisper import WhisperRecognizer
 from callbridge.speech.grammars import Grammar, MatchKind, load_grammar, normalize
 from speech import corpus
@@ -125,6 +127,7 @@ class Evaluator:
         *,
         answer_scoring: bool = True,
         beam_size: int | None = None,
+        check_codes: bool = True,
     ) -> None:
         self.manifest = manifest
         self.whisper = WhisperRecognizer(workers=workers, queue_size=16)
@@ -132,7 +135,9 @@ class Evaluator:
             self.whisper.beam_size = beam_size
         if not answer_scoring:  # decision 046's closed-set answer scoring off
             self.whisper.answer_margin = math.inf
-        self.sphinx = SphinxRecognizer(workers=workers, queue_size=16, verifier=self.whisper)
+        self.sphinx = SphinxRecognizer(
+            workers=workers, queue_size=16, verifier=self.whisper, check_codes=check_codes
+        )
 
     async def start(self) -> None:
         await asyncio.gather(self.whisper.start(), self.sphinx.start())
@@ -153,8 +158,9 @@ class Evaluator:
         hinted = await self.whisper.transcribe_for(pcm, grammar)
         out.hinted_text = hinted.transcript
         out.whisper_ok = _value_ok(grammar, hinted, row)
-        if constraint.jsgf is not None and grammar.type not in WHISPER_GRAMMARS:
-            # The production path: PocketSphinx and Whisper in parallel, fused (decision 043).
+        if constraint.jsgf is not None:
+            # The production path: PocketSphinx and Whisper in parallel, fused (decision 043);
+            # spelled codes: Whisper, PocketSphinx re-checks confusable symbols (decision 047).
             # Whisper decodes are deterministic, so its part equals ``hinted``.
             combined = await self.sphinx.recognize(pcm, grammar)
         else:
@@ -184,6 +190,7 @@ async def run(args: argparse.Namespace) -> int:
         args.workers,
         answer_scoring=not args.no_answer_scoring,
         beam_size=args.beam_size,
+        check_codes=not args.no_code_check,
     )
     print(f"whisper free finals: beam {ev.whisper.beam_size}")
     started = time.monotonic()
@@ -259,6 +266,10 @@ async def run(args: argparse.Namespace) -> int:
         f"noisy {core('whisper', 'noisy'):.1f} %"
     )
     print(f"INFO evaluated {len(outcomes)} clips in {elapsed:.0f} s")
+    print(
+        f"INFO spelled codes re-checked by PocketSphinx: {ev.sphinx.code_checks}, "
+        f"changed: {ev.sphinx.code_changes}"
+    )
     rej_good, rej_total = oog["grammar-engine"]
     print(result_line("whisper_wer_clean", wer_of("piper", "clean"), "%", "<=", 5))
     print(result_line("whisper_wer_noisy", wer_of("piper", "noisy"), "%", "<=", 15))
@@ -280,6 +291,11 @@ def main() -> int:
         "--no-answer-scoring",
         action="store_true",
         help="do not score closed-set answers against the free reading (decision 046)",
+    )
+    parser.add_argument(
+        "--no-code-check",
+        action="store_true",
+        help="spelled codes: Whisper only, no PocketSphinx check of A/eight (decision 047)",
     )
     parser.add_argument(
         "--beam-size",

@@ -175,6 +175,26 @@ def test_keywords() -> None:
     assert constraint.keyphrases == ("sales", "customer support", "billing")
 
 
+def test_keywords_cue_words_name_one_multi_word_alternative() -> None:
+    g = load_grammar(
+        "builtin:speech/keywords?alternatives="
+        "billing|technical support|sales|cancel my subscription|opening hours|sales support"
+    )
+    # "support" is in two alternatives, "my" is a carrier, "sales" is a whole alternative.
+    assert g._cues == {"technical": 1, "cancel": 3, "subscription": 3, "opening": 4, "hours": 4}
+    for text, value in [
+        ("$7 for technical.", "technical support"),
+        ("What are you opening now?", "opening hours"),
+        ("I want to cancel it", "cancel my subscription"),
+    ]:
+        result = g.interpret(text)
+        assert (result.kind, result.value) == (MatchKind.FULL, value)
+        assert result.confidence == g.CUE_CONFIDENCE
+    for text in ("$7 for support.", "my hours are technical", "the weather is nice"):
+        assert g.interpret(text).kind is MatchKind.NONE  # shared, conflicting or no cue
+    assert g.interpret("opening hours").confidence == 1.0  # phrases still match in full
+
+
 @pytest.mark.parametrize(
     ("text", "value"),
     [

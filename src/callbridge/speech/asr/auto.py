@@ -5,6 +5,10 @@
   (:meth:`WhisperRecognizer.transcribe_for`). Measured on the H2B benchmark it is the path
   that meets the capacity target: the fused path costs about twice the CPU per grammar
   recognition for one more correct fixture of 24 (decision 045).
+* spelled codes (both engines): Whisper reads the code, then a PocketSphinx search re-chooses
+  the symbols Whisper confuses (letter A / "eight") when the code has one
+  (``SphinxRecognizer.check_codes``, decision 047): one short PocketSphinx decode in a worker
+  process, only for those utterances; ``check_codes=False`` leaves spelled codes to Whisper.
 * ``fused``: the same, except that grammars with a JSGF form (digits, boolean, keywords,
   spelled codes, …) go to the PocketSphinx grammar search cross-checked by the same Whisper
   recognizer (``SphinxRecognizer(verifier=…)``, decisions 040 and 043) — what
@@ -20,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from callbridge.speech.asr.base import RecognitionSession, Recognizer, SessionOptions
-from callbridge.speech.asr.sphinx import SphinxRecognizer
+from callbridge.speech.asr.sphinx import WHISPER_GRAMMARS, SphinxRecognizer
 from callbridge.speech.asr.whisper import WhisperRecognizer
 from callbridge.speech.grammars.base import Grammar
 
@@ -41,13 +45,22 @@ class AutoRecognizer(Recognizer):
         word_timings: bool = False,
         whisper: WhisperRecognizer | None = None,
         sphinx: SphinxRecognizer | None = None,
+        check_codes: bool = True,
     ) -> None:
         self.whisper = whisper or WhisperRecognizer(model_dir, word_timings=word_timings)
         #: Route JSGF grammars through PocketSphinx + the Whisper cross-check.
         self.fused = fused
         self.sphinx = (sphinx or SphinxRecognizer(verifier=self.whisper)) if fused else None
+        #: Spelled codes: Whisper, then PocketSphinx on the confusable symbols (``None``: off).
+        #: Its worker process starts with the first spelled code (``auto``) or with
+        #: :meth:`start` (``fused``, the same recognizer as :attr:`sphinx`).
+        self.codes: SphinxRecognizer | None = None
+        if check_codes:
+            self.codes = self.sphinx or SphinxRecognizer(verifier=self.whisper)
 
     def _engine_for(self, grammar: Grammar | None, language: str) -> Recognizer:
+        if self.codes is not None and grammar is not None and grammar.type in WHISPER_GRAMMARS:
+            return self.codes
         if (
             self.sphinx is not None
             and grammar is not None
@@ -65,6 +78,8 @@ class AutoRecognizer(Recognizer):
             await self.sphinx.start()
 
     async def aclose(self) -> None:
+        if self.codes is not None and self.codes is not self.sphinx:
+            await self.codes.aclose()
         if self.sphinx is not None:
             await self.sphinx.aclose()
         await self.whisper.aclose()

@@ -58,8 +58,9 @@ from callbridge.speech.asr.base import (
     Word,
 )
 from callbridge.speech.asr.session import SegmentingSession
+from callbridge.speech.asr.spelled import choose_code, confusion_jsgf
 from callbridge.speech.asr.whisper import WhisperRecognizer
-from callbridge.speech.asr.workers import WorkerPool
+from callbridge.speech.asr.workers import EngineJobError, WorkerPool
 from callbridge.speech.grammars.base import Grammar, MatchKind, region_of
 
 __all__ = ["SphinxJob", "SphinxModelFactory", "SphinxRecognizer"]
@@ -78,8 +79,10 @@ CORPUS_REJECT_EVIDENCE: Final = -8450.0
 _PHONE_LOOP: Final = "phone-loop"
 _LOG_BASE: Final = math.log(1.0001)
 #: Grammars PocketSphinx serves badly: the spelled letter-and-digit loop decodes at a real-time
-#: factor of 1-8 and mostly wrong on 8 kHz telephone audio (speech corpus, 2024). With a
-#: Whisper verifier these are decoded by Whisper alone and interpreted by the grammar.
+#: factor of 1-8 and mostly wrong on 8 kHz telephone audio (speech corpus, 2024; 0 of 64 corpus
+#: clips right in 2026, decision 047). With a Whisper verifier these are decoded by Whisper and
+#: interpreted by the grammar; PocketSphinx only re-checks the symbols Whisper confuses
+#: (``check_codes``, :mod:`.spelled`).
 WHISPER_GRAMMARS: Final = frozenset({"builtin:speech/spelling/mixed"})
 
 
@@ -247,6 +250,7 @@ class SphinxRecognizer(Recognizer):
         accept_evidence: float = math.inf,
         reject_evidence: float = -math.inf,
         second_opinion: bool = True,
+        check_codes: bool = True,
     ) -> None:
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError("min_confidence must be within [0, 1]")
@@ -257,6 +261,12 @@ class SphinxRecognizer(Recognizer):
         self.second_opinion = second_opinion
         #: Utterances the restricted pass confirmed (in-grammar readings kept).
         self.second_opinions = 0
+        #: Let PocketSphinx choose between the confusable symbols (letter A / eight) of a
+        #: Whisper-read spelled code (:mod:`.spelled`, decision 047).
+        self.check_codes = check_codes
+        #: Spelled codes whose symbols PocketSphinx re-checked / changed.
+        self.code_checks = 0
+        self.code_changes = 0
         self.min_confidence = min_confidence
         self.accept_evidence = accept_evidence
         self.reject_evidence = reject_evidence
@@ -320,11 +330,13 @@ class SphinxRecognizer(Recognizer):
         sample_rate: int = 8000,
     ) -> DecodeResult:
         """Decode one PCM16 utterance (8 kHz unless ``sample_rate``) with the rejection layers
-        (no endpointing)."""
+        (no endpointing). With a verifier, :data:`WHISPER_GRAMMARS` are read by Whisper and
+        their codes re-checked by PocketSphinx (:meth:`_check_code`)."""
         if grammar is not None and grammar.type in WHISPER_GRAMMARS and self.verifier is not None:
-            return await self.verifier.transcribe_for(
+            reading = await self.verifier.transcribe_for(
                 pcm, grammar, language=language, sample_rate=sample_rate
             )
+            return await self._check_code(pcm, grammar, reading, language, sample_rate)
         await self._pool.start()
         band_on = math.isfinite(self.accept_evidence) or math.isfinite(self.reject_evidence)
         layered = grammar is not None and (self.verifier is not None or band_on)
@@ -359,6 +371,39 @@ class SphinxRecognizer(Recognizer):
             pcm, result, whisper_result, grammar, language, sample_rate
         )
         return self.cross_check(result, whisper_result, grammar, language)
+
+    async def _check_code(
+        self,
+        pcm: bytes,
+        grammar: Grammar,
+        reading: DecodeResult,
+        language: str,
+        sample_rate: int,
+    ) -> DecodeResult:
+        """A Whisper reading of a spelled code with its confusable symbols re-chosen by a
+        PocketSphinx search over the code's confusion network (:func:`.spelled.confusion_jsgf`,
+        :func:`.spelled.choose_code`); unchanged when checking is off, the reading is not a
+        code, has no confusable symbol, or the search fails."""
+        if not self.check_codes or reading.rejected:
+            return reading
+        value = grammar.interpret(reading.transcript, language)
+        if not value.matched or not isinstance(value.value, str):
+            return reading
+        search = confusion_jsgf(value.value)
+        if search is None:
+            return reading
+        await self._pool.start()
+        self.code_checks += 1
+        try:
+            heard = await self._pool.submit(
+                SphinxJob(pcm, "jsgf", grammar=search, sample_rate=sample_rate)
+            )
+        except EngineJobError:  # e.g. a custom dictionary without the word "a."
+            return reading
+        checked = choose_code(grammar, reading, value.value, heard.transcript, language)
+        if checked is not reading:
+            self.code_changes += 1
+        return checked
 
     async def _second_opinion(
         self,

@@ -96,6 +96,15 @@ REQUEST_CARRIER: Final = (
 )  # fmt: skip
 #: Utterances longer than this do not count weak cues ("right", "sure").
 _WEAK_MAX_TOKENS: Final = 4
+#: Shortest word of a multi-word alternative that identifies it alone (decision 047).
+_CUE_MIN_CHARS: Final = 4
+#: Common words that never identify an alternative on their own (besides the carriers).
+_NOT_CUES: Final = frozenset([
+    "about", "after", "again", "also", "back", "been", "call", "could", "from", "have", "here",
+    "just", "know", "like", "more", "much", "only", "other", "over", "some", "than", "that",
+    "them", "then", "there", "they", "this", "very", "were", "what", "when", "where", "which",
+    "will", "with", "would", "your",
+])  # fmt: skip
 
 
 def _sentence(phrase: str) -> str:
@@ -169,6 +178,8 @@ class KeywordsGrammar(Grammar):
     languages = frozenset({"en", "fr", "es", "de"})
     #: Minimum similarity for a fuzzy match of the whole utterance to an alternative.
     FUZZY_RATIO: Final = 0.8
+    #: Confidence of a match on cue words only (as low as the weakest fuzzy matches).
+    CUE_CONFIDENCE: Final = 0.3
 
     def __init__(self, uri: str, alternatives: str | None) -> None:
         super().__init__(uri)
@@ -178,6 +189,30 @@ class KeywordsGrammar(Grammar):
         if not self.alternatives:
             raise GrammarError("builtin:speech/keywords: 'alternatives' lists no phrase")
         self._normalized = [normalize(alt) for alt in self.alternatives]
+        self._cues = self._cue_words()
+
+    def _cue_words(self) -> dict[str, int]:
+        """Words of multi-word alternatives that identify one alternative alone ("support"
+        for "technical support"): in exactly one alternative, at least
+        :data:`_CUE_MIN_CHARS` long, neither a carrier nor a common word."""
+        owners: dict[str, set[int]] = {}
+        for index, alt in enumerate(self._normalized):
+            for word in alt.split():
+                owners.setdefault(word, set()).add(index)
+        cues: dict[str, int] = {}
+        for index, alt in enumerate(self._normalized):
+            parts = alt.split()
+            if len(parts) < 2:
+                continue
+            for word in parts:
+                if (
+                    len(word) >= _CUE_MIN_CHARS
+                    and word not in REQUEST_CARRIER
+                    and word not in _NOT_CUES
+                    and owners[word] == {index}
+                ):
+                    cues[word] = index
+        return cues
 
     def interpret(self, transcript: str, language: str = "en-US") -> Interpretation:
         self.check_language(language)
@@ -205,7 +240,12 @@ class KeywordsGrammar(Grammar):
             if score and (best is None or score > best[0]):
                 best = (score, index)
         if best is None:
-            return self.no_match(transcript)
+            # Part of a multi-word alternative said alone or heard in noise ("$7 for support."
+            # for "Technical support."): its cue words, when they all name one alternative.
+            named = {self._cues[w] for w in words if w in self._cues}
+            if len(named) != 1:
+                return self.no_match(transcript)
+            best = (self.CUE_CONFIDENCE, named.pop())
         return self.result(MatchKind.FULL, self.alternatives[best[1]], best[0], transcript)
 
     def constraint(self, language: str = "en-US") -> EngineConstraint:
