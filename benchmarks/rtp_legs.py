@@ -100,8 +100,8 @@ async def run(legs: int, seconds: float) -> list[str]:
     all_legs: list[RtpLeg] = []
     sinks: list[Sink] = []
     for i in range(pairs):
-        caller = await RtpLeg.open(f"caller-{i}", pool=pool)
-        echo = await RtpLeg.open(f"echo-{i}", pool=pool)
+        caller = await RtpLeg.open(f"caller-{i}", pool=pool, record_lateness=True)
+        echo = await RtpLeg.open(f"echo-{i}", pool=pool, record_lateness=True)
         s_caller, s_echo = Sink(), Sink()
         caller.attach(s_caller, tone_source())
         echo.attach(s_echo, s_echo.echo)
@@ -120,6 +120,7 @@ async def run(legs: int, seconds: float) -> list[str]:
         leg.answered()
     await asyncio.sleep(1.0)  # warm-up
     for leg in all_legs:
+        assert leg.send_lateness is not None
         leg.send_lateness.clear()
     ticker = ticker_for(SystemClock())
     wakeups0, wait0 = ticker.wakeups, runqueue_wait_seconds()
@@ -130,7 +131,7 @@ async def run(legs: int, seconds: float) -> list[str]:
     cpu = time.process_time() - cpu0
     wall = time.monotonic() - wall0
     wakeups, waited = ticker.wakeups - wakeups0, runqueue_wait_seconds() - wait0
-    lateness = np.concatenate([np.fromiter(leg.send_lateness, float) for leg in all_legs])
+    lateness = np.concatenate([np.fromiter(leg.send_lateness or (), float) for leg in all_legs])
     lost = sum(leg.stats.packets_lost for leg in all_legs) - lost0
     skipped = sum(leg._pacer.skipped for leg in all_legs) - skipped0
     sent = sum(leg.stats.packets_sent for leg in all_legs)

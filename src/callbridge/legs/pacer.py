@@ -214,7 +214,9 @@ class Pacer:
         # Last frame whose time has come; a wake-up within the clock's slack of a deadline
         # counts as on time (otherwise a millisecond-timer loop would spin re-sleeping). The
         # bucket was due, so frame n is too (guards against float rounding).
-        due = max(n, int((now - t0 + TIMER_SLACK) / FRAME_SECONDS))
+        due = int((now - t0 + TIMER_SLACK) / FRAME_SECONDS)
+        if due < n:
+            due = n
         if due - n >= MAX_BURST:
             skip = due - n - MAX_BURST + 1
             self.skipped += skip
@@ -236,5 +238,6 @@ class Pacer:
                 {"message": f"pacer {self.name!r} stopped: its tick raised", "exception": exc}
             )
             return
-        self._slot = _grid_at_or_after(t0 + n * FRAME_SECONDS)
-        ticker._add(self, self._slot)
+        # _grid_at_or_after(t0 + n * FRAME_SECONDS), inline: runs for every tick of every leg.
+        slot = self._slot = math.ceil((t0 + n * FRAME_SECONDS) * GRID_PER_SECOND - _GRID_EPSILON)
+        ticker._add(self, slot)

@@ -192,6 +192,7 @@ class RtpLeg(Leg):
         jitter_min_ms: int = 40,
         jitter_max_ms: int = 200,
         signalling: LegSignalling | None = None,
+        record_lateness: bool = False,
     ) -> None:
         super().__init__(leg_id)
         if rtcp_interval <= 0:
@@ -222,8 +223,12 @@ class RtpLeg(Leg):
         self._dtmf_generation = 0
         self._closed = False
         self._ending = False
-        #: How late each recent frame was sent (seconds after ``t0 + n × 20 ms``).
-        self.send_lateness = SampleRing(_LATENESS_SAMPLES)
+        #: With ``record_lateness``: how late each recent frame was sent (seconds after
+        #: ``t0 + n × 20 ms``); a diagnostic for benchmarks, off by default (it cost ~3 % of
+        #: a busy server's CPU).
+        self.send_lateness: SampleRing | None = (
+            SampleRing(_LATENESS_SAMPLES) if record_lateness else None
+        )
         self.frames_delivered = 0
         self.send_errors = 0
         self.rtcp_received = 0
@@ -389,7 +394,8 @@ class RtpLeg(Leg):
     def _on_tick(self, n: int) -> None:
         # Runs 50 times a second per leg: Leg._next_outbound / _deliver_audio are inlined.
         now = self._clock.monotonic()
-        self.send_lateness.append(now - (self._pacer.t0 + n * FRAME_SECONDS))
+        if (lateness := self.send_lateness) is not None:
+            lateness.append(now - (self._pacer.t0 + n * FRAME_SECONDS))
         session = self.session
         sender = session.dtmf_sender
         completed = sender.completed
