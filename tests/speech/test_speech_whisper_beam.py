@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from callbridge.speech.asr.base import DecodeResult
-from callbridge.speech.asr.whisper_ct2 import Encoded, Pass, generate
+from callbridge.speech.asr.whisper_ct2 import BEAM_LENGTH_PENALTY, Encoded, Pass, generate
 
 
 @dataclass
@@ -67,8 +67,17 @@ def test_generate_never_batches_different_beam_sizes() -> None:
     ]
     assert [d.tokens[0] for d in decoded] == [10 + i for i in range(7)]
     assert [d.batch for d in decoded] == [3, 3, 3, 1, 3, 3, 3]
-    # Each result carries the score of its own beam size's call.
-    expected = [-0.5 * p.beam_size * 2 / 3 for p in passes]
+    # Each result carries the score of its own beam size's call: CTranslate2's score is the
+    # total log-probability over length ** penalty (2 tokens here), the average is the total
+    # over the length plus the end of text. Beams are ranked by the total (penalty 0,
+    # decision 048), greedy decodes keep penalty 1.
+    assert {c["beam_size"]: c["length_penalty"] for c in model.model.calls} == {
+        1: 1.0,
+        3: BEAM_LENGTH_PENALTY,
+        5: BEAM_LENGTH_PENALTY,
+    }
+    assert BEAM_LENGTH_PENALTY == 0.0
+    expected = [-0.5 * p.beam_size * (2 if p.beam_size == 1 else 1) / 3 for p in passes]
     assert [d.avg_logprob for d in decoded] == pytest.approx(expected)
     # Temperature 0: no sampling (CTranslate2 keeps the best token, ``sampling_topk`` 1).
     assert all(c.get("sampling_topk", 1) == 1 for c in model.model.calls)

@@ -315,7 +315,7 @@ class _WhisperModel:
         self._vocabularies: dict[str, Vocabulary] = {}
         #: Encoder outputs of the last utterances: a second pass on the same audio (the
         #: restricted pass, candidate scoring) decodes without encoding again.
-        self._encoded: OrderedDict[tuple[bytes, int], Encoded] = OrderedDict()
+        self._encoded: OrderedDict[tuple[bytes, int, bool], Encoded] = OrderedDict()
         #: Encoder input widths (frames) of the last job or batch (for tests and benchmarks).
         self.last_windows: list[int] = []
         #: Encoder passes run since load (reused outputs excluded).
@@ -340,13 +340,15 @@ class _WhisperModel:
 
     def _encode(self, job: WhisperJob) -> Encoded:
         """The utterance's encoder output: reused when the same audio was just encoded."""
-        key = (job.pcm, job.sample_rate)
+        # Free transcription (no hints, no vocabulary) silences the edges first (decision 048).
+        free = not (job.hotwords or job.prompt or job.vocabulary)
+        key = (job.pcm, job.sample_rate, free)
         encoded = self._encoded.get(key)
         if encoded is not None:
             self._encoded.move_to_end(key)
             return encoded
         audio = _to_float16k(job.pcm, job.sample_rate, denoise=self._denoise)
-        encoded = encode_audio(self._model, audio, encoder_frames)
+        encoded = encode_audio(self._model, audio, encoder_frames, silence_edges=free)
         self.encoder_passes += 1
         self._encoded[key] = encoded
         while len(self._encoded) > _ENCODED_CACHE:

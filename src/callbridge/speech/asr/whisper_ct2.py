@@ -9,8 +9,12 @@ decision 043 then filters out). A grammar final paid that two or three times per
 * :func:`encode` computes the log-Mel features (faster-whisper's extractor) and runs the
   encoder **once** per utterance over :func:`~callbridge.speech.asr.whisper.encoder_frames`
   frames; the result (:class:`Encoded`) is reused by every decode pass of that utterance.
-* :func:`generate` runs decodes (:class:`Pass`: greedy, or a beam search for free finals) on
-  encoder outputs through ``ctranslate2.models.Whisper.generate``, always at temperature 0;
+  For free transcription (``silence_edges``) the audio outside the talker's speech is
+  silenced first (:func:`~callbridge.speech.asr.frontend.silence_outside_speech`, decision
+  048): ``tiny.en`` otherwise transcribes background talkers in the lead-in and tail.
+* :func:`generate` runs decodes (:class:`Pass`: greedy, or a beam search for free finals,
+  ranked by total log-probability since decision 048) on encoder outputs through
+  ``ctranslate2.models.Whisper.generate``, always at temperature 0;
   passes that can share a call (same window, same start-of-transcript position, same
   suppression list, timestamp mode and beam size) are decoded as one batch — a decoder step
   over a batch costs about what one sequence costs on one core.
@@ -32,6 +36,7 @@ from typing import Any, Final
 import numpy as np
 
 from callbridge.speech.asr.base import Word
+from callbridge.speech.asr.frontend import silence_outside_speech
 
 __all__ = [
     "Decoded",
@@ -52,6 +57,13 @@ MAX_CONTEXT: Final = 448
 MAX_INITIAL_TIMESTAMP_INDEX: Final = 50
 #: Encoder output frames per second (20 ms each).
 ENCODER_FRAMES_PER_SECOND: Final = 50
+#: Whisper's input rate (what :func:`encode` is given).
+SAMPLE_RATE: Final = 16000
+#: Length penalty of beam searches (free finals): 0 ranks the beams by their total
+#: log-probability, so a beam that appends background talkers' words pays for them; with 1
+#: (the average per token, faster-whisper's default) such a beam often wins (decision 048).
+#: Greedy decodes have nothing to rank and keep 1.
+BEAM_LENGTH_PENALTY: Final = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +164,17 @@ def encode(
     model: Any,
     audio: np.ndarray[Any, np.dtype[np.float32]],
     window_of: Any,
+    *,
+    silence_edges: bool = False,
 ) -> Encoded:
     """Features of ``audio`` (16 kHz float) and one encoder pass over ``window_of(samples)``
-    mel frames (``model`` is a ``faster_whisper.WhisperModel``)."""
+    mel frames (``model`` is a ``faster_whisper.WhisperModel``). With ``silence_edges`` the
+    lead-in and tail around the talker's speech are silenced first (same length; free
+    transcription only, decision 048)."""
     import ctranslate2  # type: ignore[import-untyped]
 
+    if silence_edges:
+        audio = silence_outside_speech(audio, SAMPLE_RATE)
     features = model.feature_extractor(audio)  # [n_mels, frames + 1] (one hop of padding)
     content = int(features.shape[-1]) - 1
     window = int(window_of(len(audio)))
@@ -175,11 +193,12 @@ def _group_key(p: Pass) -> _GroupKey:
 
 
 def generate(model: Any, passes: Sequence[Pass], *, max_batch: int = 8) -> list[Decoded]:
-    """Run ``passes`` at temperature 0 (greedy, or a beam search of ``Pass.beam_size``),
-    batching those that can share a ``generate`` call (at most ``max_batch`` per call; one
-    beam size per call). Each pass keeps its own token bound: a batch runs to the largest
-    bound and longer outputs are cut (their score is then that of the longer decode — only
-    a decode looping to its bound is affected)."""
+    """Run ``passes`` at temperature 0 (greedy, or a beam search of ``Pass.beam_size``
+    ranked by total log-probability, :data:`BEAM_LENGTH_PENALTY`), batching those that can
+    share a ``generate`` call (at most ``max_batch`` per call; one beam size per call). Each
+    pass keeps its own token bound: a batch runs to the largest bound and longer outputs are
+    cut (their score is then that of the longer decode — only a decode looping to its bound
+    is affected)."""
     import ctranslate2
 
     ct2 = model.model
@@ -198,10 +217,12 @@ def generate(model: Any, passes: Sequence[Pass], *, max_batch: int = 8) -> list[
                 stacked = np.concatenate([np.asarray(passes[i].encoded.output) for i in chunk])
                 features = ctranslate2.StorageView.from_array(stacked)
             bound = max(len(passes[i].prompt) + passes[i].max_new_tokens for i in chunk)
+            penalty = BEAM_LENGTH_PENALTY if first.beam_size > 1 else 1.0
             out = ct2.generate(
                 features,
                 [list(passes[i].prompt) for i in chunk],
                 beam_size=first.beam_size,
+                length_penalty=penalty,
                 max_length=bound,
                 return_scores=True,
                 return_no_speech_prob=True,
@@ -213,9 +234,9 @@ def generate(model: Any, passes: Sequence[Pass], *, max_batch: int = 8) -> list[
             for i, result in zip(chunk, out, strict=True):
                 tokens = list(result.sequences_ids[0])
                 n = len(tokens)
-                # faster-whisper's average: the length-normalised score (length penalty 1,
-                # greedy or beam) times the length, over the length plus the end of text.
-                avg_logprob = float(result.scores[0]) * n / (n + 1)
+                # faster-whisper's average: the total log-probability (CTranslate2's score
+                # is the total over length ** penalty) over the length plus the end of text.
+                avg_logprob = float(result.scores[0]) * n**penalty / (n + 1)
                 tokens = tokens[: passes[i].max_new_tokens]
                 results[i] = Decoded(
                     tuple(tokens), avg_logprob, float(result.no_speech_prob), len(chunk)
