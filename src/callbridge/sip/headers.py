@@ -1,4 +1,4 @@
-"""Structured SIP header values: URIs, name-addr, Via, CSeq, parameters, auth parameters.
+"""Structured SIP header values: URIs, name-addr, Via, CSeq, contacts, auth parameters.
 
 Grammar references are RFC 3261 §25.1 (ABNF) and §20 (header field semantics); URI
 comparison follows §19.1.4. Parsers take the *unfolded* header value (the message layer has
@@ -10,263 +10,52 @@ The parsed values are immutable, so the parsers of the headers every message is 
 (URI, name-addr, Via, CSeq) are memoised on the header text (:data:`PARSE_CACHE` entries
 each): one transaction reads its From, To, Via and CSeq many times, and a dialog's requests
 repeat the same values (decision 024).
+
+The grammar primitives these parsers are built from (character classes, escaping, quoting,
+splitting, generic parameters, host/port, token lists) live in
+:mod:`callbridge.sip.header_grammar` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from callbridge.sip.errors import SipParseError
-
-Params = tuple[tuple[str, str | None], ...]
+from callbridge.sip.header_grammar import (
+    UNRESERVED,
+    WS,
+    Params,
+    check_chars,
+    escape,
+    format_hostport,
+    format_params,
+    get_param,
+    has_param,
+    is_token,
+    iter_tokens,
+    normalise_escapes,
+    parse_hostport,
+    parse_params,
+    parse_quoted,
+    quote,
+    set_param,
+    split_outside,
+    unescape,
+    unquote,
+)
 
 #: Entries of each memoised header parser (bounded: header values are at most a line long).
 PARSE_CACHE = 1024
 
-# RFC 3261 §25.1 character classes.
-_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-_MARK = "-_.!~*'()"
-_UNRESERVED = frozenset(_ALNUM + _MARK)
-_TOKEN = frozenset(_ALNUM + "-.!%*_+`'~")
-_USER_CHARS = _UNRESERVED | frozenset("&=+$,;?/%")
-_PASSWORD_CHARS = _UNRESERVED | frozenset("&=+$,%")
-_PARAM_CHARS = _UNRESERVED | frozenset("[]/:&+$%")
-_HEADER_CHARS = _UNRESERVED | frozenset("[]/?:+$%")
-_HOST_CHARS = frozenset(_ALNUM + "-.")
+# RFC 3261 §25.1 character classes of the URI components (§19.1.1).
+_USER_CHARS = UNRESERVED | frozenset("&=+$,;?/%")
+_PASSWORD_CHARS = UNRESERVED | frozenset("&=+$,%")
+_PARAM_CHARS = UNRESERVED | frozenset("[]/:&+$%")
+_HEADER_CHARS = UNRESERVED | frozenset("[]/?:+$%")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
-_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
-_WS = " \t"
-
-
-def is_token(text: str) -> bool:
-    """True when ``text`` is a non-empty RFC 3261 ``token``."""
-    return bool(text) and _TOKEN.issuperset(text)
-
-
-def _check_chars(text: str, allowed: frozenset[str], what: str) -> None:
-    if allowed.issuperset(text) and "%" not in text:
-        return  # the common case, checked in C
-    for i, char in enumerate(text):
-        if char not in allowed:
-            raise SipParseError(f"Bad {what}: character {char!r}")
-        if char == "%" and not _ESCAPE_RE.match(text, i):
-            raise SipParseError(f"Bad {what}: broken %-escape")
-
-
-def unescape(text: str) -> str:
-    """Decode ``%XX`` escapes (RFC 3261 §19.1.2); bytes are read as UTF-8."""
-    raw = _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16) + 0xDC00), text)
-    data = bytearray()
-    for char in raw:
-        code = ord(char)
-        data.extend(bytes([code - 0xDC00]) if 0xDC00 <= code <= 0xDCFF else char.encode())
-    return data.decode("utf-8", "surrogateescape")
-
-
-def escape(text: str, allowed: frozenset[str]) -> str:
-    """Escape every character of ``text`` outside ``allowed`` as ``%XX`` octets."""
-    out: list[str] = []
-    for char in text:
-        if char in allowed and char != "%":
-            out.append(char)
-        else:
-            out.extend(f"%{b:02X}" for b in char.encode("utf-8", "surrogateescape"))
-    return "".join(out)
-
-
-def _normalise_escapes(text: str) -> str:
-    """Canonical escaping for comparison: unreserved escapes decoded, others upper-case hex."""
-
-    def fix(match: re.Match[str]) -> str:
-        char = chr(int(match.group(1), 16))
-        return char if char in _UNRESERVED else "%" + match.group(1).upper()
-
-    return _ESCAPE_RE.sub(fix, text)
-
-
-# ---------------------------------------------------------------------------------------------
-# Splitting respecting quoted strings and <...>
-# ---------------------------------------------------------------------------------------------
-
-
-def split_outside(text: str, sep: str) -> list[str]:
-    """Split ``text`` on ``sep`` outside quoted strings and ``<...>`` (RFC 3261 §7.3.1).
-
-    A quoted string honours ``\\`` quoted-pairs. An unterminated quote raises.
-    """
-    if '"' not in text and "<" not in text:
-        return text.split(sep)  # nothing to respect: the plain split is the same
-    parts: list[str] = []
-    current: list[str] = []
-    in_quote = False
-    in_angle = False
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if in_quote:
-            current.append(char)
-            if char == "\\" and i + 1 < len(text):
-                current.append(text[i + 1])
-                i += 1
-            elif char == '"':
-                in_quote = False
-        elif char == '"':
-            in_quote = True
-            current.append(char)
-        elif char == "<" and not in_angle:
-            in_angle = True
-            current.append(char)
-        elif char == ">" and in_angle:
-            in_angle = False
-            current.append(char)
-        elif char == sep and not in_angle:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    if in_quote:
-        raise SipParseError("Unbalanced quotes")
-    parts.append("".join(current))
-    return parts
-
-
-def parse_quoted(text: str, start: int = 0) -> tuple[str, int]:
-    """Parse a quoted-string at ``text[start]``; return (unquoted content, index after it)."""
-    if start >= len(text) or text[start] != '"':
-        raise SipParseError("Expected quoted string")
-    out: list[str] = []
-    i = start + 1
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            if i + 1 >= len(text) or text[i + 1] in "\r\n":
-                raise SipParseError("Bad quoted-pair")
-            out.append(text[i + 1])
-            i += 2
-            continue
-        if char == '"':
-            return "".join(out), i + 1
-        out.append(char)
-        i += 1
-    raise SipParseError("Unbalanced quotes")
-
-
-def quote(text: str) -> str:
-    """Quote ``text`` as a quoted-string, escaping ``"`` and ``\\``."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def unquote(value: str | None) -> str | None:
-    """The content of a parameter value, without surrounding quotes when it was quoted."""
-    if value is None or not value.startswith('"'):
-        return value
-    content, end = parse_quoted(value)
-    return content if end == len(value) else value
-
-
-# ---------------------------------------------------------------------------------------------
-# Generic parameters
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_params(text: str, what: str = "parameter") -> Params:
-    """Parse ``*( SEMI generic-param )`` (RFC 3261 §25.1); ``text`` starts after the first ``;``.
-
-    Names are tokens; values are tokens, hosts or quoted strings (kept with their quotes).
-    LWS around ``;`` and ``=`` is allowed; empty parameters are not.
-    """
-    params: list[tuple[str, str | None]] = []
-    for piece in split_outside(text, ";"):
-        name, eq, value = piece.partition("=")
-        name = name.strip(_WS)
-        if not is_token(name):
-            raise SipParseError(f"Bad {what}: {piece.strip(_WS)!r}")
-        if not eq:
-            params.append((name, None))
-            continue
-        value = value.strip(_WS)
-        if value.startswith('"'):
-            _content, end = parse_quoted(value)
-            if end != len(value):
-                raise SipParseError(f"Bad {what} value for {name}")
-        elif not value or not all(c in _TOKEN or c in "[]:" for c in value):
-            raise SipParseError(f"Bad {what} value for {name}")
-        params.append((name, value))
-    return tuple(params)
-
-
-def format_params(params: Params) -> str:
-    """Serialise parameters as ``;name=value`` pairs."""
-    return "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params)
-
-
-def get_param(params: Params, name: str) -> str | None:
-    """Value of the first parameter called ``name`` (case-insensitive); ``""`` when valueless."""
-    lname = name.lower()
-    for n, v in params:
-        if n.lower() == lname:
-            return "" if v is None else v
-    return None
-
-
-def has_param(params: Params, name: str) -> bool:
-    lname = name.lower()
-    return any(n.lower() == lname for n, _ in params)
-
-
-def set_param(params: Params, name: str, value: str | None) -> Params:
-    """Replace (in place) or append parameter ``name``."""
-    lname = name.lower()
-    out = list(params)
-    for i, (n, _v) in enumerate(out):
-        if n.lower() == lname:
-            out[i] = (n, value)
-            return tuple(out)
-    out.append((name, value))
-    return tuple(out)
-
-
-# ---------------------------------------------------------------------------------------------
-# Host and port
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_hostport(text: str, what: str = "host") -> tuple[str, int | None]:
-    """Parse ``host [ ":" port ]``; hosts are names, IPv4 addresses or ``[IPv6]`` references."""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise SipParseError(f"Bad {what}: unterminated IPv6 reference")
-        host = text[: end + 1]
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError as exc:
-            raise SipParseError(f"Bad {what}: invalid IPv6 reference") from exc
-        rest = text[end + 1 :]
-    else:
-        host, sep, port_text = text.partition(":")
-        rest = sep + port_text
-        if not host or not all(c in _HOST_CHARS for c in host):
-            raise SipParseError(f"Bad {what}: {text!r}")
-    if not rest:
-        return host, None
-    if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
-        raise SipParseError(f"Bad {what} port: {text!r}")
-    port = int(rest[1:])
-    if port > 65535:
-        raise SipParseError(f"Bad {what} port: {port}")
-    return host, port
-
-
-def format_hostport(host: str, port: int | None) -> str:
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return host if port is None else f"{host}:{port}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,9 +157,9 @@ def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
         user, colon, pw = userinfo.partition(":")
         if not user:
             raise SipParseError("Bad URI: empty user")
-        _check_chars(user, _USER_CHARS, "URI user")
+        check_chars(user, _USER_CHARS, "URI user")
         if colon:
-            _check_chars(pw, _PASSWORD_CHARS, "URI password")
+            check_chars(pw, _PASSWORD_CHARS, "URI password")
             password = pw
     else:
         hostpart = rest
@@ -383,11 +172,11 @@ def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
             name, eq, value = piece.partition("=")
             if not name:
                 raise SipParseError("Bad URI: empty parameter")
-            _check_chars(name, _PARAM_CHARS, "URI parameter")
+            check_chars(name, _PARAM_CHARS, "URI parameter")
             if eq:
                 if not value:
                     raise SipParseError(f"Bad URI: empty value for {name}")
-                _check_chars(value, _PARAM_CHARS, "URI parameter")
+                check_chars(value, _PARAM_CHARS, "URI parameter")
             params.append((name, value if eq else None))
     headers: list[tuple[str, str]] = []
     if qmark:
@@ -395,8 +184,8 @@ def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
             name, eq, value = piece.partition("=")
             if not name or not eq:
                 raise SipParseError("Bad URI: malformed header component")
-            _check_chars(name, _HEADER_CHARS, "URI header")
-            _check_chars(value, _HEADER_CHARS, "URI header")
+            check_chars(name, _HEADER_CHARS, "URI header")
+            check_chars(value, _HEADER_CHARS, "URI header")
             headers.append((name, value))
     return SipUri(
         host=host,
@@ -430,7 +219,7 @@ def uri_equal(a: Uri, b: Uri) -> bool:
         )
     if a.scheme != b.scheme or a.host.lower() != b.host.lower() or a.port != b.port:
         return False
-    norm = _normalise_escapes
+    norm = normalise_escapes
     if (a.user is None) != (b.user is None) or (a.password is None) != (b.password is None):
         return False
     if a.user is not None and b.user is not None and norm(a.user) != norm(b.user):
@@ -499,19 +288,19 @@ class NameAddr:
 @functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_name_addr(text: str) -> NameAddr:
     """Parse one name-addr or addr-spec with header parameters (RFC 3261 §25.1)."""
-    text = text.strip(_WS)
+    text = text.strip(WS)
     if not text:
         raise SipParseError("Empty address")
     display: str | None = None
     if text.startswith('"'):
         display, end = parse_quoted(text)
-        rest = text[end:].lstrip(_WS)
+        rest = text[end:].lstrip(WS)
         if not rest.startswith("<"):
             raise SipParseError("Bad address: quoted display name without <URI>")
         return _parse_bracketed(display, rest)
     angle = text.find("<")
     if angle >= 0:
-        name_text = text[:angle].strip(_WS)
+        name_text = text[:angle].strip(WS)
         if name_text:
             words = name_text.split()
             if not all(is_token(w) for w in words):
@@ -521,10 +310,10 @@ def parse_name_addr(text: str) -> NameAddr:
     # addr-spec: the URI ends at the first ";" or whitespace; parameters belong to the header.
     end = len(text)
     for i, char in enumerate(text):
-        if char in ";" + _WS:
+        if char in ";" + WS:
             end = i
             break
-    uri_text, rest = text[:end], text[end:].lstrip(_WS)
+    uri_text, rest = text[:end], text[end:].lstrip(WS)
     if any(c in uri_text for c in ",?"):
         raise SipParseError("Bad address: URI with ',' or '?' must be in <>")
     params: Params = ()
@@ -540,9 +329,9 @@ def _parse_bracketed(display: str | None, text: str) -> NameAddr:
     if close < 0:
         raise SipParseError("Bad address: missing '>'")
     uri_text = text[1:close]
-    if uri_text != uri_text.strip(_WS) or not uri_text:
+    if uri_text != uri_text.strip(WS) or not uri_text:
         raise SipParseError("Bad address: whitespace inside <>")
-    rest = text[close + 1 :].strip(_WS)
+    rest = text[close + 1 :].strip(WS)
     params: Params = ()
     if rest:
         if not rest.startswith(";"):
@@ -611,7 +400,7 @@ class Via:
 @functools.lru_cache(maxsize=PARSE_CACHE)
 def parse_via(text: str) -> Via:
     """Parse one via-parm; ``SIP / 2.0 / UDP host`` with LWS around ``/`` is legal."""
-    match = _VIA_RE.fullmatch(text.strip(_WS))
+    match = _VIA_RE.fullmatch(text.strip(WS))
     if not match:
         raise SipParseError(f"Bad Via: {text.strip()[:60]!r}")
     name, version, transport, sent_by, params_text = match.groups()
@@ -676,7 +465,7 @@ class ContactStar:
 def parse_contacts(values: Iterable[str]) -> list[NameAddr] | ContactStar:
     """Parse the comma-separated values of every Contact header instance."""
     items = [v for value in values for v in split_outside(value, ",")]
-    if any(item.strip(_WS) == "*" for item in items):
+    if any(item.strip(WS) == "*" for item in items):
         if len(items) != 1:
             raise SipParseError("Bad Contact: '*' mixed with other contacts")
         return ContactStar()
@@ -701,17 +490,17 @@ class AuthParams:
 
 def parse_auth(text: str) -> AuthParams:
     """Parse a challenge or credentials header value."""
-    text = text.strip(_WS)
+    text = text.strip(WS)
     scheme, _sep, rest = text.partition(" ")
     if not is_token(scheme):
         raise SipParseError("Bad auth header: scheme")
     params: dict[str, str] = {}
-    rest = rest.strip(_WS)
+    rest = rest.strip(WS)
     if rest:
         for piece in split_outside(rest, ","):
             name, eq, value = piece.partition("=")
-            name = name.strip(_WS)
-            value = value.strip(_WS)
+            name = name.strip(WS)
+            value = value.strip(WS)
             if not is_token(name) or not eq:
                 raise SipParseError(f"Bad auth parameter: {piece.strip()[:40]!r}")
             if value.startswith('"'):
@@ -719,7 +508,7 @@ def parse_auth(text: str) -> AuthParams:
                 if end != len(value):
                     raise SipParseError(f"Bad auth parameter value for {name}")
                 value = content
-            elif not value or any(c in _WS for c in value):
+            elif not value or any(c in WS for c in value):
                 raise SipParseError(f"Bad auth parameter value for {name}")
             params[name.lower()] = value
     return AuthParams(scheme, params)
@@ -737,9 +526,41 @@ def format_auth(scheme: str, params: Iterable[tuple[str, str]], *, challenge: bo
     return f"{scheme} " + ", ".join(pieces)
 
 
-def iter_tokens(text: str) -> Iterator[str]:
-    """Comma-separated tokens (``Require``, ``Supported``, ``Allow``), stripped, non-empty."""
-    for piece in text.split(","):
-        piece = piece.strip(_WS)
-        if piece:
-            yield piece
+__all__ = [
+    "BRANCH_COOKIE",
+    "MAX_CSEQ",
+    "PARSE_CACHE",
+    "AbsoluteUri",
+    "AuthParams",
+    "CSeq",
+    "ContactStar",
+    "NameAddr",
+    "Params",
+    "SipUri",
+    "Uri",
+    "Via",
+    "escape",
+    "format_auth",
+    "format_hostport",
+    "format_params",
+    "get_param",
+    "has_param",
+    "is_token",
+    "iter_tokens",
+    "parse_auth",
+    "parse_contacts",
+    "parse_cseq",
+    "parse_hostport",
+    "parse_name_addr",
+    "parse_params",
+    "parse_quoted",
+    "parse_sip_uri",
+    "parse_uri",
+    "parse_via",
+    "quote",
+    "set_param",
+    "split_outside",
+    "unescape",
+    "unquote",
+    "uri_equal",
+]

@@ -18,18 +18,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from callbridge.sip.errors import SipParseError
+from callbridge.sip.header_grammar import is_token, split_outside
 from callbridge.sip.headers import (
     CSeq,
     NameAddr,
     SipUri,
     Via,
-    is_token,
     parse_contacts,
     parse_cseq,
     parse_name_addr,
     parse_uri,
     parse_via,
-    split_outside,
 )
 
 SIP_VERSION = "SIP/2.0"

@@ -15,7 +15,8 @@ from typing import Protocol
 from callbridge.sip.auth import DigestClient
 from callbridge.sip.dialog import Dialog, TwoXXRetransmitter
 from callbridge.sip.errors import TransactionError
-from callbridge.sip.headers import SipUri, format_hostport
+from callbridge.sip.header_grammar import format_hostport
+from callbridge.sip.headers import SipUri
 from callbridge.sip.message import Request, Response
 from callbridge.sip.sdp import Negotiated, SdpNegotiator, SessionDescription
 from callbridge.sip.transaction import Address, TransactionKey
