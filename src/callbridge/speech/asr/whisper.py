@@ -24,14 +24,16 @@ of ``WhisperModel.transcribe()``: features and one encoder pass per utterance, c
 restricted pass decodes the same encoder output; one window, cut into segments at its
 timestamp tokens; word timings aligned only for jobs that ask (``word_timings``); queued jobs
 decoded as one batch (:meth:`_WhisperModel.run_batch`, ``WorkerPool(max_batch=…)``).
+
+Grammars (decisions 043 and 046): which reading of a grammar final is kept — the free one,
+a vocabulary-restricted pass, a scored canonical answer or a repaired code — is decided by
+:mod:`.whisper_grammar`, which also trims repetition loops; its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-import re
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -65,11 +67,28 @@ from callbridge.speech.asr.whisper_ct2 import (
     word_timings,
 )
 from callbridge.speech.asr.whisper_ct2 import encode as encode_audio
+from callbridge.speech.asr.whisper_grammar import _CODE_TOKEN_RE as _CODE_TOKEN_RE
+from callbridge.speech.asr.whisper_grammar import _NUMERAL_RE as _NUMERAL_RE
+from callbridge.speech.asr.whisper_grammar import (
+    ANSWER_MARGIN,
+    choose_answer,
+    choose_reading,
+    choose_repair,
+    grammar_hints,
+    needs_answer_scoring,
+    needs_constrained_pass,
+    trim_repetitions,
+)
+from callbridge.speech.asr.whisper_grammar import _grouped_numerals as _grouped_numerals
+from callbridge.speech.asr.whisper_grammar import _token_key as _token_key
 from callbridge.speech.asr.whisper_nbest import CandidateScores, score_candidates
 from callbridge.speech.asr.workers import WorkerPool
-from callbridge.speech.grammars.base import Grammar, MatchKind, region_of
+from callbridge.speech.grammars.base import Grammar, region_of
 
+# The names of .whisper_grammar are re-exported: the public ones through __all__, the private
+# helpers (_CODE_TOKEN_RE, _NUMERAL_RE, _grouped_numerals, _token_key) as ``import x as x``.
 __all__ = [
+    "ANSWER_MARGIN",
     "MODEL_DIR_ENV",
     "WhisperJob",
     "WhisperModelFactory",
@@ -117,10 +136,6 @@ MAX_TOKENS: Final = 200
 _PUNCTUATION: Final = (",", ".", "?", "!", "-", "'s")
 #: Suppression lists cached per model (one per grammar vocabulary).
 _SUPPRESS_CACHE: Final = 32
-#: How much likelier (natural log, ~55x) a closed-set grammar's canonical answer must be
-#: than Whisper's out-of-grammar free reading to replace it; read off the Piper clips of
-#: the corpus (decision 046).
-ANSWER_MARGIN: Final = 4.0
 #: Encoder outputs kept per model (the last utterances; ~0.8 MB each for tiny.en).
 _ENCODED_CACHE: Final = 8
 #: Most queued jobs a Whisper worker decodes in one batch (decision 045).
@@ -186,16 +201,6 @@ class WhisperJob:
             raise ValueError(f"beam_size must be at least 1, not {self.beam_size}")
 
 
-def grammar_hints(
-    grammar: Grammar | None, language: str = "en-US"
-) -> tuple[str | None, str | None]:
-    """(hot words, prompt) Whisper gets for ``grammar`` (``None``, ``None`` for free speech)."""
-    if grammar is None:
-        return None, None
-    constraint = grammar.constraint(language)
-    return " ".join(constraint.keyphrases) or None, constraint.prompt
-
-
 def _to_float16k(
     pcm: bytes, rate: int = 8000, *, denoise: bool = False
 ) -> np.ndarray[Any, np.dtype[np.float32]]:
@@ -243,77 +248,6 @@ def reduce_noise(pcm: bytes, rate: int = 8000) -> bytes:
         out[i * hop : i * hop + n] += cleaned[i]
     samples = np.clip(np.rint(out[n : n + len(x)]), -32768, 32767).astype("<i2")
     return samples.tobytes()
-
-
-_CODE_TOKEN_RE: Final = re.compile(
-    r"^(\d+|zero|oh|one|two|three|four|five|six|seven|eight|nine|[a-z])$"
-)
-
-
-_NUMERAL_RE: Final = re.compile(r"\d")
-
-
-def _token_key(token: str) -> str:
-    return re.sub(r"[^\w']", "", token.lower())
-
-
-def trim_repetitions(tokens: list[str], max_n: int = 8) -> list[int]:
-    """Indices of ``tokens`` to keep once repeated runs are collapsed to one occurrence.
-
-    tiny.en loops on noise ("I think, 8th and 8th. I think, 8th and 8th. …", "Sure. Sure.
-    Sure. …"). A run of an n-gram repeated back to back is cut to its first occurrence when
-    the n-gram has 3+ words and occurs twice, or has 1–2 words and occurs 3+ times; n-grams
-    made only of digits and letters (spoken codes legitimately repeat: "one two one two",
-    "double seven") need 3+ occurrences of 4+ tokens, 4+ of 2–3 tokens or 5+ of one token.
-    Runs of one token are handled as 1-grams; a partial repetition ending the transcript
-    (a loop cut by the token bound) goes with the run.
-    """
-    keys = [_token_key(t) for t in tokens]
-    keep = list(range(len(tokens)))
-    # A sentence said twice in a row ("six one nine. six one nine.") is kept once, and so
-    # is one followed by its own beginning at the end (a loop cut by the token bound).
-    sentences: list[tuple[int, int]] = []
-    start = 0
-    for i, token in enumerate(tokens):
-        if token.endswith((".", "?", "!")) or i == len(tokens) - 1:
-            sentences.append((start, i + 1))
-            start = i + 1
-    drop: set[int] = set()
-    for (a, b), (c, d) in itertools.pairwise(sentences):
-        if keys[a:b] == keys[c:d] and any(keys[a:b]):
-            drop.update(range(c, d))
-        elif d == len(keys) and d - c < b - a and keys[c:d] == keys[a : a + d - c]:
-            drop.update(range(c, d))  # the start of the same sentence again, cut off
-    if drop:
-        keep = [i for i in keep if i not in drop]
-        keys = [k for i, k in enumerate(keys) if i not in drop]
-    changed = True
-    while changed:
-        changed = False
-        for n in range(min(max_n, len(keys) // 2), 0, -1):
-            i = 0
-            while i + 2 * n <= len(keys):
-                gram = keys[i : i + n]
-                if not all(gram) or (n > 1 and len(set(gram)) == 1):  # runs: as 1-grams
-                    i += 1
-                    continue
-                code = all(_CODE_TOKEN_RE.match(k) for k in gram)
-                j, reps = i + n, 1
-                while j + n <= len(keys) and keys[j : j + n] == gram:
-                    j, reps = j + n, reps + 1
-                needed = (3 if n >= 4 else 4 if n >= 2 else 5) if code else (2 if n >= 3 else 3)
-                if reps >= needed:
-                    # A loop cut by the token bound ends in a partial repetition.
-                    k = 0
-                    while j + k < len(keys) and k < n and keys[j + k] == gram[k]:
-                        k += 1
-                    if j + k == len(keys):
-                        j += k
-                    del keys[i + n : j]
-                    del keep[i + n : j]
-                    changed = True
-                i += 1
-    return keep
 
 
 class _WhisperModel:
@@ -521,102 +455,6 @@ class WhisperModelFactory:
             num_workers=1,
         )
         return _WhisperModel(model, denoise=self.denoise)
-
-
-def needs_constrained_pass(grammar: Grammar, free: DecodeResult, language: str) -> bool:
-    """True when the free reading matches ``grammar`` only partly, with words the
-    interpreter cannot explain ("My code is 487 months", "a few 0 4 7") or with digits
-    written as numerals ("It's 5, 220, 0, 967", "My code is 5"): the utterance is in the grammar (so
-    rejection is not at stake) but its value is doubtful."""
-    reading = grammar.interpret(free.transcript, language)
-    return reading.kind is MatchKind.PARTIAL or (
-        reading.kind is MatchKind.FULL
-        and (reading.confidence < 1.0 or _grouped_numerals(free.transcript))
-    )
-
-
-def needs_answer_scoring(grammar: Grammar, free: DecodeResult, language: str) -> bool:
-    """True when ``grammar`` has a closed set of answers (yes/no, keywords) and the free
-    reading is not empty and matches none of them: Whisper may have written a likelier
-    answer's sound as other words ("Thank you." for "Sales." in noise, decision 046)."""
-    if not free.transcript.strip() or not grammar.constraint(language).answers:
-        return False
-    return grammar.interpret(free.transcript, language).kind is MatchKind.NONE
-
-
-def choose_answer(
-    grammar: Grammar,
-    free: DecodeResult,
-    scored: CandidateScores,
-    language: str,
-    *,
-    margin: float = ANSWER_MARGIN,
-) -> DecodeResult:
-    """The best-scoring canonical answer when it is a full match of ``grammar`` and at least
-    ``margin`` (natural log) likelier than the free reading (``scored.scores[0]``), with the
-    free reading after it in ``nbest``; otherwise ``free``. An unscored free reading
-    decides nothing."""
-    if len(scored.scores) < 2 or not math.isfinite(scored.scores[0]):
-        return free
-    best = max(range(1, len(scored.scores)), key=lambda i: scored.scores[i])
-    if scored.scores[best] < scored.scores[0] + margin:
-        return free
-    answer = scored.candidates[best]
-    if grammar.interpret(answer, language).kind is not MatchKind.FULL:
-        return free
-    tokens = max(1, len(answer.split()))
-    confidence = round(min(1.0, math.exp(scored.scores[best] / (tokens + 1))), 3)
-    nbest = (Alternative(answer, confidence), Alternative(free.transcript, free.confidence))
-    return DecodeResult(answer, confidence, (), nbest)
-
-
-def choose_repair(
-    reading: DecodeResult, repairs: tuple[str, ...], scored: CandidateScores | None
-) -> DecodeResult:
-    """The repaired reading of a code that failed its grammar's regex (see
-    :meth:`~callbridge.speech.grammars.base.Grammar.repairs`): the only repair, or the
-    best-scoring one (``scored`` holds the reading then the repairs), with the reading after
-    it in ``nbest``. Without usable scores the reading stands."""
-    if not repairs:
-        return reading
-    if scored is None:
-        best = repairs[0] if len(repairs) == 1 else None
-    else:
-        pairs = zip(scored.scores[1:], scored.candidates[1:], strict=False)
-        finite = [(s, t) for s, t in pairs if math.isfinite(s)]
-        best = max(finite)[1] if finite else None
-    if best is None:
-        return reading
-    confidence = round(reading.confidence * 0.9, 3)
-    nbest = (Alternative(best, confidence), Alternative(reading.transcript, reading.confidence))
-    return DecodeResult(best, confidence, (), nbest)
-
-
-def _grouped_numerals(transcript: str) -> bool:
-    """True when the transcript writes digits as numerals ("5, 220, 0, 967", "My code is 5"):
-    after a prompt of spelled digits, tiny.en writes numerals when it leaves that style, and
-    then groups, merges and drops digits; restricted to digit words it spells them right
-    (decision 043; single numerals too since decision 046)."""
-    return _NUMERAL_RE.search(transcript) is not None
-
-
-def choose_reading(
-    grammar: Grammar, free: DecodeResult, constrained: DecodeResult, language: str
-) -> DecodeResult:
-    """The constrained pass's reading when it is a full match and the free one is not clean
-    (partial, unexplained words, or grouped numerals the constrained one does not have);
-    otherwise the free reading. The other reading follows in ``nbest``."""
-    reading = grammar.interpret(free.transcript, language)
-    check = grammar.interpret(constrained.transcript, language)
-    better = check.kind is MatchKind.FULL and (
-        reading.kind is not MatchKind.FULL
-        or check.confidence > reading.confidence
-        or (_grouped_numerals(free.transcript) and not _grouped_numerals(constrained.transcript))
-    )
-    if reading.kind is MatchKind.NONE or not better:
-        return free
-    nbest = (Alternative(constrained.transcript, constrained.confidence), *free.nbest)
-    return DecodeResult(constrained.transcript, constrained.confidence, (), nbest)
 
 
 class WhisperRecognizer(Recognizer):
