@@ -6,6 +6,7 @@ import pytest
 from h2b_harness import EPOCH_MS, Client, names
 
 from callbridge.h2b.engine import SessionState
+from callbridge.speech.asr.base import Alternative, Final, SpeechEnded, SpeechStarted
 
 BOOL = "builtin:speech/boolean"
 DATE = "builtin:speech/date"
@@ -110,6 +111,33 @@ def test_speech_resuming_continues_the_utterance() -> None:
     assert ev["completion_cause"] == "Success"
     assert ev["body"]["nlu"]["value"] == "427"  # type: ignore[index]
     assert ev["body"]["asr"]["transcript"] == "four two seven"  # type: ignore[index]
+
+
+def test_a_joined_final_supersedes_the_segments_it_was_decoded_with() -> None:
+    c = _started(
+        uris=(DIGITS,),
+        speech_complete_timeout=800,
+        speech_incomplete_timeout=1500,
+        speech_nomatch_timeout=1200,
+    )
+    # Speech resuming before the longest end timer is decoded joined to what came before.
+    assert c.started[-1].options.join_within_ms == 1500
+    c.utterance(300, 800, "four two", confidence=1.0)
+    assert c.silence_ms(1000) == []
+    c.rec(SpeechStarted(1300))
+    c.rec(SpeechEnded(1600))
+    # The recognizer decoded 300–1600 ms as one utterance: its final starts at 300 ms.
+    c.rec(Final("four two seven", 1.0, 300, 1600, nbest=(Alternative("four two seven", 1.0),)))
+    ev = _complete(c.silence_ms(1400))
+    assert ev["completion_cause"] == "Success"
+    assert ev["body"]["asr"]["transcript"] == "four two seven"  # type: ignore[index]
+    assert ev["body"]["nlu"]["value"] == "427"  # type: ignore[index]
+    assert ev["body"]["asr"]["start"] == EPOCH_MS + 300  # type: ignore[index]
+
+
+def test_hotword_mode_joins_no_utterances() -> None:
+    c = _started(recognition_mode="hotword")
+    assert c.started[-1].options.join_within_ms == 0
 
 
 def test_partial_match_after_incomplete_timeout() -> None:

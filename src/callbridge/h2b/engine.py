@@ -59,6 +59,7 @@ __all__ = [
     "SessionState",
     "StartRecognizer",
     "StopRecognizer",
+    "join_within_ms",
 ]
 
 _SAMPLES_PER_MS: Final = SAMPLE_RATE // 1000
@@ -187,6 +188,19 @@ class _Active:
     recognition: Recognition
     base_ms: int
     assembler: FrameAssembler = field(default_factory=FrameAssembler)
+
+
+def join_within_ms(params: Params) -> int:
+    """How soon after an utterance resumed speech still continues it (0: never): the
+    longest end-of-speech timer, since speech before the applicable one fires keeps the
+    recognition open. Hotword mode joins nothing: non-matching speech is skipped there."""
+    if params.recognition_mode is not RecognitionMode.NORMAL:
+        return 0
+    return max(
+        params.speech_complete_timeout,
+        params.speech_incomplete_timeout,
+        params.speech_nomatch_timeout,
+    )
 
 
 def _random_suffix() -> str:
@@ -497,6 +511,10 @@ class H2BEngine:
             language=language,
             speech_end_ms=max(100, min(300, params.speech_complete_timeout)),
             max_utterance_ms=max(1000, min(params.recognition_timeout, 30_000)),
+            # Speech resuming before the recognition's end timer fires continues the same
+            # answer: decode it joined to what came before (hotword mode skips what does not
+            # match, so there each utterance stands alone).
+            join_within_ms=join_within_ms(params),
         )
         frames = tuple(preroll[i : i + FRAME_BYTES] for i in range(0, len(preroll), FRAME_BYTES))
         out: list[Output] = [

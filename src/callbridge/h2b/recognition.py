@@ -176,6 +176,9 @@ class Recognition:
             return []
         self._pending = max(0, self._pending - 1)
         if segment is not None and segment.transcript.strip():
+            # A joined utterance (SessionOptions.join_within_ms) starts where the segments it
+            # was decoded with did: it supersedes them.
+            self._segments = [s for s in self._segments if s.start_ms < segment.start_ms]
             self._segments.append(segment)
         if self._hotword:
             return self._hotword_check()

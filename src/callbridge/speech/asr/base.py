@@ -130,6 +130,11 @@ class SessionOptions:
     ``speech_start_ms``/``speech_end_ms`` are the endpointer's hysteresis (speech needed to
     open an utterance, silence needed to close it); ``max_utterance_ms`` forces an endpoint.
     ``interim_interval_ms`` bounds how often the growing utterance is re-decoded.
+    ``join_within_ms`` (0: off) joins an utterance that starts at most that long after the
+    previous one ended to it: the decoder gets both with the pause between, as one utterance,
+    and the final's ``start_ms`` is the first one's, so it supersedes the earlier final(s).
+    A speaker who pauses mid-answer ("my number is … four five six … seven") is then decoded
+    with the whole answer as context instead of in fragments that are read alone.
     """
 
     grammar: Grammar | None = None
@@ -140,6 +145,7 @@ class SessionOptions:
     speech_end_ms: int = 500
     max_utterance_ms: int = 20_000
     vad_aggressiveness: int = 2
+    join_within_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.interim_interval_ms < 100:
@@ -148,6 +154,8 @@ class SessionOptions:
             raise ValueError("speech_start_ms and speech_end_ms must be >= 20")
         if self.max_utterance_ms < 1000:
             raise ValueError("max_utterance_ms must be >= 1000")
+        if self.join_within_ms < 0:
+            raise ValueError("join_within_ms must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,9 @@ frame, so it stays on the event loop — and hands each endpointed utterance to 
   (a queued job whose future is cancelled is skipped by the worker pool).
 * Finals are decoded concurrently but emitted in utterance order. At most ``max_pending``
   finals per session may be in flight: beyond that :meth:`push` awaits (back-pressure).
+* With ``SessionOptions.join_within_ms``, the audio after an utterance is kept for that long;
+  speech starting within it reopens the utterance from its start, pause included, so its
+  final covers the whole chain (and starts where the chain did).
 """
 
 from __future__ import annotations
@@ -75,6 +78,11 @@ class SegmentingSession(RecognitionSession):
         preroll = PREROLL_MS // FRAME_MS + self._segmenter_start_frames(options)
         self._recent: deque[bytes] = deque(maxlen=preroll)
         self._utterance: list[bytes] | None = None
+        #: Every frame since the start of the last utterance while a following one may still
+        #: join it (``join_within_ms``), with that utterance's start and end.
+        self._chain: list[bytes] | None = None
+        self._chain_start_ms = 0
+        self._chain_end_ms = 0
         self._utt_id = 0
         self._utt_start_ms = 0
         self._last_interim_ms = 0
@@ -110,10 +118,22 @@ class SegmentingSession(RecognitionSession):
         self._recent.append(frame)
         event = self._segmenter.feed(frame)
         if self._utterance is None:
+            chain = self._chain
+            if chain is not None:
+                chain.append(frame)
+                if now_ms - self._chain_end_ms > self._options.join_within_ms:
+                    chain = self._chain = None
             if event is not None and event.kind == "speech_started":
                 self._utt_id += 1
-                self._utterance = list(self._recent)
-                self._utt_start_ms = now_ms - len(self._utterance) * FRAME_MS
+                self._chain = None
+                if chain is not None and now_ms - self._chain_start_ms < (
+                    self._options.max_utterance_ms
+                ):  # the speaker went on: one utterance, pause included
+                    self._utterance = chain
+                    self._utt_start_ms = self._chain_start_ms
+                else:
+                    self._utterance = list(self._recent)
+                    self._utt_start_ms = now_ms - len(self._utterance) * FRAME_MS
                 self._last_interim_ms = now_ms
                 self._emit(SpeechStarted(event.time_ms))
             return
@@ -123,7 +143,7 @@ class SegmentingSession(RecognitionSession):
             return
         if now_ms - self._utt_start_ms >= self._options.max_utterance_ms:
             self._segmenter.reset()
-            await self._end_utterance(now_ms)
+            await self._end_utterance(now_ms, joinable=False)
             return
         self._maybe_interim(now_ms)
 
@@ -147,11 +167,15 @@ class SegmentingSession(RecognitionSession):
         if utt_id == self._utt_id and self._utterance is not None and result.transcript:
             self._emit(Interim(result.transcript, now_ms))
 
-    async def _end_utterance(self, end_ms: int) -> None:
+    async def _end_utterance(self, end_ms: int, *, joinable: bool = True) -> None:
         assert self._utterance is not None
         keep = (end_ms - self._utt_start_ms + TAIL_MS) // FRAME_MS
         pcm = b"".join(self._utterance[: max(1, keep)])
         start_ms = self._utt_start_ms
+        self._chain = None
+        if joinable and self._options.join_within_ms:
+            self._chain = self._utterance  # every frame so far: the pause goes on from here
+            self._chain_start_ms, self._chain_end_ms = start_ms, end_ms
         self._utterance = None
         self._cancel_interim()
         self._emit(SpeechEnded(end_ms))
