@@ -160,11 +160,12 @@ async def running(
     trust: str = "127.0.0.0/8",
     flow: str = "",
     configure: Callable[[], None] | None = None,
+    rtp_ports: str = "32000-33999",
 ) -> AsyncIterator[Harness]:
     flags: dict[str, object] = {
         "data_dir": str(tmp / "data"),
         "sip_port": str(free_port()),
-        "rtp_ports": "32000-33999",
+        "rtp_ports": rtp_ports,
         "sip_trust": trust,
         # sipp 3.6 answers only the first challenge and knows MD5 only.
         "sip_digest_algorithms": "MD5",

@@ -107,3 +107,33 @@ async def test_unanswered_invite_is_retransmitted_per_timer_a(tmp_path: Path) ->
                     arrivals.append(time.monotonic())
             gaps = [round(b - a, 1) for a, b in itertools.pairwise(arrivals)]
             assert gaps[:3] == [0.5, 1.0, 2.0]
+
+
+async def test_invite_when_every_rtp_port_is_taken_gets_503_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    # One RTP pair (34000/34001): the first call holds it while its flow waits 1.5 s.
+    async with running(tmp_path, flow=ANSWER_AFTER_1500MS, rtp_ports="34000-34002") as h:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            local = sock.getsockname()[1]
+            target = ("127.0.0.1", h.port)
+            sock.sendto(invite(h.port, local), target)
+            await asyncio.sleep(0.3)
+            second = (
+                invite(h.port, local)
+                .replace(b"probe-call", b"probe-call-2")
+                .replace(b"z9hG4bKprobe1", b"z9hG4bKprobe2")
+                .replace(b"tag=probe", b"tag=probe2")
+            )
+            sock.sendto(second, target)
+            replies = await collect(sock, 1.0)
+            refused = [r for r in replies if b"probe-call-2" in r and r.startswith(b"SIP/2.0 5")]
+            # (repeated every Timer G while unacknowledged, RFC 3261 §17.2.1)
+            assert refused, replies
+            assert all(r.startswith(b"SIP/2.0 503 ") for r in refused)
+            assert re.search(rb"\r\nRetry-After: 5\r\n", refused[0])
+            # The first call is unharmed: it is answered once its flow's pause ends.
+            later = await collect(sock, 2.0)
+            assert any(r.startswith(b"SIP/2.0 200") and b"probe-call\r\n" in r for r in later)

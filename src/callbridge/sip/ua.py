@@ -458,15 +458,24 @@ class UserAgent:
         return []
 
     def reject(
-        self, call: SipCall, status: int, now: float, *, warning: str | None = None
+        self,
+        call: SipCall,
+        status: int,
+        now: float,
+        *,
+        warning: str | None = None,
+        retry_after: int | None = None,
     ) -> list[UaEvent]:
-        """Refuse an unanswered inbound call with a final ``status`` (no event follows)."""
+        """Refuse an unanswered inbound call with a final ``status`` (no event follows);
+        ``retry_after`` seconds go in a ``Retry-After`` header (RFC 3261 §20.33, for 503)."""
         if call.state not in (CallState.OFFERED, CallState.EARLY):
             return []
         assert call.server_key is not None
         response = make_response(call.invite, status, to_tag=call.local_tag)
         if warning is not None:
             response.headers.add("Warning", f'305 {self.config.host} "{warning}"')
+        if retry_after is not None:
+            response.headers.add("Retry-After", str(retry_after))
         if status == 405:
             response.headers.add("Allow", self.config.allow)
         self.layer.send_response(call.server_key, response, now)

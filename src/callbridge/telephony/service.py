@@ -29,7 +29,7 @@ import secrets
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from callbridge.calls.model import Address as PartyAddress
 from callbridge.calls.model import Direction, HangupBy, HangupReason
@@ -40,7 +40,7 @@ from callbridge.legs.base import LegState
 from callbridge.media.clock import Clock
 from callbridge.observability.logging import get_logger
 from callbridge.rtp.leg import RtpLeg
-from callbridge.rtp.port_pool import PortPool
+from callbridge.rtp.port_pool import PortPool, PortPoolExhausted
 from callbridge.rtp.session import MediaDirection
 from callbridge.sip.auth import DigestServer
 from callbridge.sip.errors import NegotiationError, SipError
@@ -73,6 +73,8 @@ from callbridge.telephony.trunk_registration import TrunkRegistrations
 log = get_logger(__name__)
 
 REFRESH_SECONDS = 2.0
+#: Retry-After (s) of the 503 an INVITE gets when every RTP port pair is in use.
+PORTS_RETRY_AFTER_S: Final = 5
 TEL_RE = re.compile(r"\+?[0-9]{1,20}")
 SECRET_FILE = "sip_nonce_secret"  # noqa: S105 - a file name, not a secret
 DEFAULT_FLOW: tuple[dict[str, object], ...] = (
@@ -362,6 +364,14 @@ class TelephonyService:
             if early is not None and leg.state is not LegState.ENDED:
                 await leg.ended(*hangup_reason(early))
             log.info("sip call in", call_id=str(live.id), sip_call=call.id, to=destination.target)
+        except PortPoolExhausted:
+            # Full, not broken (RFC 3261 §21.5.4): 503 with Retry-After so a trunk or proxy
+            # tries another server or later; no traceback, this is load, not a bug.
+            log.warning("no free rtp port, call refused", sip_call=call.id,
+                        rtp_pairs=self.pool.capacity)  # fmt: skip
+            if not call.ended:
+                self.stack.run(lambda now: ua.reject(call, 503, now, warning="No media ports free",
+                                                     retry_after=PORTS_RETRY_AFTER_S))  # fmt: skip
         except Exception as exc:
             log.exception("inbound sip call failed", sip_call=call.id)
             forget_traceback(exc)
