@@ -137,3 +137,18 @@ async def test_invite_when_every_rtp_port_is_taken_gets_503_with_retry_after(
             # The first call is unharmed: it is answered once its flow's pause ends.
             later = await collect(sock, 2.0)
             assert any(r.startswith(b"SIP/2.0 200") and b"probe-call\r\n" in r for r in later)
+
+
+async def test_invite_beyond_the_setup_backlog_bound_gets_503_at_once(tmp_path: Path) -> None:
+    async with running(tmp_path, flow=ANSWER_AFTER_1500MS) as h:
+        h.telephony.max_starting = 0  # every setup slot taken
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            local = sock.getsockname()[1]
+            sock.sendto(invite(h.port, local), ("127.0.0.1", h.port))
+            replies = await collect(sock, 0.4)
+            finals = [r for r in replies if not r.startswith(b"SIP/2.0 1")]
+            assert finals and all(r.startswith(b"SIP/2.0 503 ") for r in finals), replies
+            assert re.search(rb"\r\nRetry-After: 2\r\n", finals[0])
+            assert h.telephony.pool.available == h.telephony.pool.capacity  # no port taken

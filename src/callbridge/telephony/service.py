@@ -75,6 +75,12 @@ log = get_logger(__name__)
 REFRESH_SECONDS = 2.0
 #: Retry-After (s) of the 503 an INVITE gets when every RTP port pair is in use.
 PORTS_RETRY_AFTER_S: Final = 5
+#: Inbound calls whose setup (store, leg, flow start) may be in progress at once; an INVITE
+#: beyond that gets 503 + Retry-After at once instead of queueing behind them (overload
+#: shedding at the edge: a queue here only adds post-dial delay and INVITE retransmissions).
+MAX_STARTING_CALLS: Final = 256
+#: Retry-After (s) of that 503.
+BUSY_RETRY_AFTER_S: Final = 2
 TEL_RE = re.compile(r"\+?[0-9]{1,20}")
 SECRET_FILE = "sip_nonce_secret"  # noqa: S105 - a file name, not a secret
 DEFAULT_FLOW: tuple[dict[str, object], ...] = (
@@ -159,6 +165,8 @@ class TelephonyService:
         self._ended_early: dict[str, CallEnded] = {}
         #: Inbound SIP calls whose leg is being set up (their end is kept in _ended_early).
         self._starting: set[str] = set()
+        #: The bound on :attr:`_starting` (``MAX_STARTING_CALLS``; tests lower it).
+        self.max_starting = MAX_STARTING_CALLS
         #: The workspace of calls from trusted sources (the oldest one), read with the
         #: directory instead of once per call (decision 024).
         self._default_workspace: uuid.UUID | None = None
@@ -295,6 +303,11 @@ class TelephonyService:
     def _on_events(self, events: list[UaEvent]) -> None:
         for event in events:
             if isinstance(event, IncomingCall):
+                if len(self._starting) >= self.max_starting:
+                    log.warning("call setup backlog full, call refused", sip_call=event.call.id,
+                                starting=len(self._starting))  # fmt: skip
+                    self._spawn(self._refuse_busy(event.call), f"sip-busy-{event.call.id}")
+                    continue
                 self._starting.add(event.call.id)
                 self._spawn(self._incoming(event.call), f"sip-in-{event.call.id}")
                 continue
@@ -328,6 +341,12 @@ class TelephonyService:
                 if not signalling.local_hangup:
                     reason, by = hangup_reason(event)
                     self._spawn(leg.ended(reason, by), f"sip-end-{event.call.id}")
+
+    async def _refuse_busy(self, call: SipCall) -> None:
+        # A task, not inline: UA events arrive from inside the stack's own run().
+        if not call.ended:
+            self.stack.run(lambda now: self.ua.reject(call, 503, now, warning="Too busy",
+                                                      retry_after=BUSY_RETRY_AFTER_S))  # fmt: skip
 
     async def _incoming(self, call: SipCall) -> None:
         ua = self.ua
