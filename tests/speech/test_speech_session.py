@@ -369,12 +369,15 @@ async def test_second_opinion_keeps_an_in_grammar_reading_only_when_both_constra
     assert whisper is free
 
 
+async def finals_of(fake: FakeRecognizer, options: SessionOptions, audio: bytes) -> list[Final]:
+    return [e for e in await run(fake.open_session(options), audio) if isinstance(e, Final)]
+
+
 async def test_speech_resuming_within_the_join_window_is_decoded_with_what_came_before() -> None:
     fake = FakeRecognizer(["four five six", "four five six seven eight"])
     options = SessionOptions(speech_end_ms=200, join_within_ms=800)
     audio = silence(300) + speech(600) + silence(500) + speech(400) + silence(900)
-    events = await run(fake.open_session(options), audio)
-    finals = [e for e in events if isinstance(e, Final)]
+    finals = await finals_of(fake, options, audio)
     assert [f.transcript for f in finals] == ["four five six", "four five six seven eight"]
     # The second final covers the first utterance, the pause and the new speech, and starts
     # where the first did, so a consumer can let it supersede the first.
@@ -385,8 +388,7 @@ async def test_speech_resuming_within_the_join_window_is_decoded_with_what_came_
     assert len(joined) >= (600 + 500 + 400) * 16
     # Without the window the same audio gives two independent utterances.
     fake = FakeRecognizer(["four five six", "seven eight"])
-    events = await run(fake.open_session(SessionOptions(speech_end_ms=200)), audio)
-    finals = [e for e in events if isinstance(e, Final)]
+    finals = await finals_of(fake, SessionOptions(speech_end_ms=200), audio)
     assert finals[1].start_ms > finals[0].end_ms
     assert len(fake.decoded[1]) < (400 + 600) * 16
 
@@ -395,8 +397,7 @@ async def test_a_pause_longer_than_the_join_window_starts_a_new_utterance() -> N
     fake = FakeRecognizer(["yes", "hello"])
     options = SessionOptions(speech_end_ms=200, join_within_ms=300)
     audio = silence(300) + speech(500) + silence(1000) + speech(400) + silence(600)
-    events = await run(fake.open_session(options), audio)
-    finals = [e for e in events if isinstance(e, Final)]
+    finals = await finals_of(fake, options, audio)
     assert finals[1].start_ms > finals[0].end_ms
     assert len(fake.decoded[1]) < 1000 * 16
 
@@ -404,8 +405,7 @@ async def test_a_pause_longer_than_the_join_window_starts_a_new_utterance() -> N
 async def test_a_forced_endpoint_is_not_joined() -> None:
     fake = FakeRecognizer(["a", "b", "c"])
     options = SessionOptions(speech_end_ms=200, join_within_ms=800, max_utterance_ms=1000)
-    events = await run(fake.open_session(options), silence(200) + speech(2500) + silence(600))
-    finals = [e for e in events if isinstance(e, Final)]
+    finals = await finals_of(fake, options, silence(200) + speech(2500) + silence(600))
     # Cut at the 1 s cap and not glued back together: every decode stays within the cap.
     assert len(finals) >= 2
     assert all(len(pcm) <= (1000 + 200) * 16 for pcm in fake.decoded)

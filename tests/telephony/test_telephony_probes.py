@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sipp_harness import free_port, running
@@ -44,6 +46,15 @@ def bye(port: int, local: int, tag: str) -> bytes:
     ).encode()
 
 
+@contextlib.contextmanager
+def probe_socket() -> Iterator[tuple[socket.socket, int]]:
+    """A non-blocking UDP socket on 127.0.0.1 and its port: the probe's SIP endpoint."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        yield sock, sock.getsockname()[1]
+
+
 async def collect(sock: socket.socket, seconds: float) -> list[bytes]:
     loop = asyncio.get_running_loop()
     out: list[bytes] = []
@@ -59,10 +70,7 @@ async def collect(sock: socket.socket, seconds: float) -> list[bytes]:
 
 async def test_duplicate_invite_is_one_call_and_duplicate_bye_same_200(tmp_path: Path) -> None:
     async with running(tmp_path, flow=ANSWER_AFTER_1500MS) as h:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            sock.setblocking(False)
-            local = sock.getsockname()[1]
+        with probe_socket() as (sock, local):
             target = ("127.0.0.1", h.port)
             sock.sendto(invite(h.port, local), target)
             await asyncio.sleep(0.3)
@@ -114,10 +122,7 @@ async def test_invite_when_every_rtp_port_is_taken_gets_503_with_retry_after(
 ) -> None:
     # One RTP pair (34000/34001): the first call holds it while its flow waits 1.5 s.
     async with running(tmp_path, flow=ANSWER_AFTER_1500MS, rtp_ports="34000-34002") as h:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            sock.setblocking(False)
-            local = sock.getsockname()[1]
+        with probe_socket() as (sock, local):
             target = ("127.0.0.1", h.port)
             sock.sendto(invite(h.port, local), target)
             await asyncio.sleep(0.3)
@@ -142,10 +147,7 @@ async def test_invite_when_every_rtp_port_is_taken_gets_503_with_retry_after(
 async def test_invite_beyond_the_setup_backlog_bound_gets_503_at_once(tmp_path: Path) -> None:
     async with running(tmp_path, flow=ANSWER_AFTER_1500MS) as h:
         h.telephony.max_starting = 0  # every setup slot taken
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            sock.setblocking(False)
-            local = sock.getsockname()[1]
+        with probe_socket() as (sock, local):
             sock.sendto(invite(h.port, local), ("127.0.0.1", h.port))
             replies = await collect(sock, 0.4)
             finals = [r for r in replies if not r.startswith(b"SIP/2.0 1")]
