@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sipp_harness import free_port, running
 
 from callbridge.flows.model import Action
+from callbridge.store import StoreBusyError
 
 ANSWER_AFTER_1500MS = json.dumps(
     [{"type": "sleep", "option": {"duration": 1500}}, {"type": "answer"}, {"type": "echo"}]
@@ -154,3 +156,23 @@ async def test_invite_beyond_the_setup_backlog_bound_gets_503_at_once(tmp_path: 
             assert finals and all(r.startswith(b"SIP/2.0 503 ") for r in finals), replies
             assert re.search(rb"\r\nRetry-After: 2\r\n", finals[0])
             assert h.telephony.pool.available == h.telephony.pool.capacity  # no port taken
+
+
+async def test_invite_while_the_store_is_busy_gets_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: the store refuses the call's writes as an overloaded one would.
+    async def busy() -> None:
+        raise StoreBusyError("writer queue full")
+
+    async with running(tmp_path, flow=ANSWER_AFTER_1500MS) as h:
+        monkeypatch.setattr(h.telephony.store.workspaces, "first", busy)
+        h.telephony._default_workspace = None
+        with probe_socket() as (sock, local):
+            sock.sendto(invite(h.port, local), ("127.0.0.1", h.port))
+            replies = await collect(sock, 0.4)
+            finals = [r for r in replies if not r.startswith(b"SIP/2.0 1")]
+            assert finals and all(r.startswith(b"SIP/2.0 503 ") for r in finals), replies
+            assert re.search(rb"\r\nRetry-After: 2\r\n", finals[0])
+            await asyncio.sleep(0.1)
+            assert h.telephony.pool.available == h.telephony.pool.capacity  # port given back

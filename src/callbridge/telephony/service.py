@@ -65,7 +65,7 @@ from callbridge.sip.ua_model import (
     UaEvent,
     uri_destination,
 )
-from callbridge.store import Store
+from callbridge.store import Store, StoreBusyError
 from callbridge.telephony.leg import DialTarget, SipCallLeg
 from callbridge.telephony.model import Extension, Trunk
 from callbridge.telephony.trunk_registration import TrunkRegistrations
@@ -383,14 +383,19 @@ class TelephonyService:
             if early is not None and leg.state is not LegState.ENDED:
                 await leg.ended(*hangup_reason(early))
             log.info("sip call in", call_id=str(live.id), sip_call=call.id, to=destination.target)
-        except PortPoolExhausted:
+        except (PortPoolExhausted, StoreBusyError) as exc:
             # Full, not broken (RFC 3261 §21.5.4): 503 with Retry-After so a trunk or proxy
             # tries another server or later; no traceback, this is load, not a bug.
-            log.warning("no free rtp port, call refused", sip_call=call.id,
-                        rtp_pairs=self.pool.capacity)  # fmt: skip
+            ports = isinstance(exc, PortPoolExhausted)
+            log.warning("no free rtp port, call refused" if ports else "store busy, call refused",
+                        sip_call=call.id)  # fmt: skip
             if not call.ended:
-                self.stack.run(lambda now: ua.reject(call, 503, now, warning="No media ports free",
-                                                     retry_after=PORTS_RETRY_AFTER_S))  # fmt: skip
+                self.stack.run(lambda now: ua.reject(
+                    call, 503, now, warning="No media ports free" if ports else "Too busy",
+                    retry_after=PORTS_RETRY_AFTER_S if ports else BUSY_RETRY_AFTER_S))  # fmt: skip
+            if leg is not None and leg.state is LegState.IDLE:
+                self._legs.pop(call.id, None)
+                await leg.close()
         except Exception as exc:
             log.exception("inbound sip call failed", sip_call=call.id)
             forget_traceback(exc)
