@@ -146,16 +146,21 @@ async def test_invite_when_every_rtp_port_is_taken_gets_503_with_retry_after(
             assert any(r.startswith(b"SIP/2.0 200") and b"probe-call\r\n" in r for r in later)
 
 
+async def refused_with_503(port: int, *, retry_after: int) -> None:
+    """Send one INVITE; every final answer must be 503 with ``Retry-After``."""
+    with probe_socket() as (sock, local):
+        sock.sendto(invite(port, local), ("127.0.0.1", port))
+        replies = await collect(sock, 0.4)
+    finals = [r for r in replies if not r.startswith(b"SIP/2.0 1")]
+    assert finals and all(r.startswith(b"SIP/2.0 503 ") for r in finals), replies
+    assert re.search(rb"\r\nRetry-After: %d\r\n" % retry_after, finals[0])
+
+
 async def test_invite_beyond_the_setup_backlog_bound_gets_503_at_once(tmp_path: Path) -> None:
     async with running(tmp_path, flow=ANSWER_AFTER_1500MS) as h:
         h.telephony.max_starting = 0  # every setup slot taken
-        with probe_socket() as (sock, local):
-            sock.sendto(invite(h.port, local), ("127.0.0.1", h.port))
-            replies = await collect(sock, 0.4)
-            finals = [r for r in replies if not r.startswith(b"SIP/2.0 1")]
-            assert finals and all(r.startswith(b"SIP/2.0 503 ") for r in finals), replies
-            assert re.search(rb"\r\nRetry-After: 2\r\n", finals[0])
-            assert h.telephony.pool.available == h.telephony.pool.capacity  # no port taken
+        await refused_with_503(h.port, retry_after=2)
+        assert h.telephony.pool.available == h.telephony.pool.capacity  # no port taken
 
 
 async def test_invite_while_the_store_is_busy_gets_503(
@@ -168,11 +173,6 @@ async def test_invite_while_the_store_is_busy_gets_503(
     async with running(tmp_path, flow=ANSWER_AFTER_1500MS) as h:
         monkeypatch.setattr(h.telephony.store.workspaces, "first", busy)
         h.telephony._default_workspace = None
-        with probe_socket() as (sock, local):
-            sock.sendto(invite(h.port, local), ("127.0.0.1", h.port))
-            replies = await collect(sock, 0.4)
-            finals = [r for r in replies if not r.startswith(b"SIP/2.0 1")]
-            assert finals and all(r.startswith(b"SIP/2.0 503 ") for r in finals), replies
-            assert re.search(rb"\r\nRetry-After: 2\r\n", finals[0])
-            await asyncio.sleep(0.1)
-            assert h.telephony.pool.available == h.telephony.pool.capacity  # port given back
+        await refused_with_503(h.port, retry_after=2)
+        await asyncio.sleep(0.1)
+        assert h.telephony.pool.available == h.telephony.pool.capacity  # port given back

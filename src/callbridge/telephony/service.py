@@ -306,7 +306,10 @@ class TelephonyService:
                 if len(self._starting) >= self.max_starting:
                     log.warning("call setup backlog full, call refused", sip_call=event.call.id,
                                 starting=len(self._starting))  # fmt: skip
-                    self._spawn(self._refuse_busy(event.call), f"sip-busy-{event.call.id}")
+                    # Deferred: UA events arrive from inside the stack's own run().
+                    asyncio.get_running_loop().call_soon(
+                        self._refuse, event.call, "Too busy", BUSY_RETRY_AFTER_S
+                    )
                     continue
                 self._starting.add(event.call.id)
                 self._spawn(self._incoming(event.call), f"sip-in-{event.call.id}")
@@ -342,11 +345,11 @@ class TelephonyService:
                     reason, by = hangup_reason(event)
                     self._spawn(leg.ended(reason, by), f"sip-end-{event.call.id}")
 
-    async def _refuse_busy(self, call: SipCall) -> None:
-        # A task, not inline: UA events arrive from inside the stack's own run().
+    def _refuse(self, call: SipCall, warning: str, retry_after: int) -> None:
+        """503 Service Unavailable with ``Retry-After`` for an unanswered inbound call."""
         if not call.ended:
-            self.stack.run(lambda now: self.ua.reject(call, 503, now, warning="Too busy",
-                                                      retry_after=BUSY_RETRY_AFTER_S))  # fmt: skip
+            self.stack.run(lambda now: self.ua.reject(call, 503, now, warning=warning,
+                                                      retry_after=retry_after))  # fmt: skip
 
     async def _incoming(self, call: SipCall) -> None:
         ua = self.ua
@@ -383,24 +386,20 @@ class TelephonyService:
             if early is not None and leg.state is not LegState.ENDED:
                 await leg.ended(*hangup_reason(early))
             log.info("sip call in", call_id=str(live.id), sip_call=call.id, to=destination.target)
-        except (PortPoolExhausted, StoreBusyError) as exc:
-            # Full, not broken (RFC 3261 §21.5.4): 503 with Retry-After so a trunk or proxy
-            # tries another server or later; no traceback, this is load, not a bug.
-            ports = isinstance(exc, PortPoolExhausted)
-            log.warning("no free rtp port, call refused" if ports else "store busy, call refused",
-                        sip_call=call.id)  # fmt: skip
-            if not call.ended:
-                self.stack.run(lambda now: ua.reject(
-                    call, 503, now, warning="No media ports free" if ports else "Too busy",
-                    retry_after=PORTS_RETRY_AFTER_S if ports else BUSY_RETRY_AFTER_S))  # fmt: skip
-            if leg is not None and leg.state is LegState.IDLE:
-                self._legs.pop(call.id, None)
-                await leg.close()
         except Exception as exc:
-            log.exception("inbound sip call failed", sip_call=call.id)
-            forget_traceback(exc)
-            if not call.ended:
-                self.stack.run(lambda now: ua.reject(call, 500, now))
+            if isinstance(exc, PortPoolExhausted | StoreBusyError):
+                # Full, not broken (RFC 3261 §21.5.4): 503 with Retry-After so a trunk or
+                # proxy tries another server or later; no traceback, this is load, not a bug.
+                ports = isinstance(exc, PortPoolExhausted)
+                log.warning("call refused: " + ("no free rtp port" if ports else "store busy"),
+                            sip_call=call.id)  # fmt: skip
+                self._refuse(call, "No media ports free" if ports else "Too busy",
+                             PORTS_RETRY_AFTER_S if ports else BUSY_RETRY_AFTER_S)  # fmt: skip
+            else:
+                log.exception("inbound sip call failed", sip_call=call.id)
+                if not call.ended:
+                    self.stack.run(lambda now: ua.reject(call, 500, now))
+            forget_traceback(exc)  # logged: its frames would hold this call (decision 024)
             if leg is not None and leg.state is LegState.IDLE:
                 self._legs.pop(call.id, None)
                 await leg.close()
