@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 
 import pytest
 import pytest_asyncio
@@ -80,7 +81,12 @@ async def test_scoring_ranks_the_spoken_answer_first_without_encoding_again(
         model.run_batch, [job, WhisperJob(clips["oog"], True, word_timings=False)]
     )
     assert isinstance(mixed[0], CandidateScores) and mixed[0].scores == scored.scores
-    assert not isinstance(mixed[1], CandidateScores) and "invoice" in mixed[1].transcript.lower()
+    assert not isinstance(mixed[1], CandidateScores)
+    # A real decode of the sentence (Piper samples noise, so one word may vary between
+    # syntheses: "invoice" was once heard as "end voice"), not a scoring result.
+    heard = set(re.findall(r"[a-z]+", mixed[1].transcript.lower()))
+    spoken = re.findall(r"[a-z]+", OUT_OF_GRAMMAR.lower())
+    assert sum(w in heard for w in spoken) >= len(spoken) - 2, mixed[1].transcript
 
 
 @pytest.mark.asyncio(loop_scope="module")
